@@ -1,0 +1,174 @@
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from apps.customers import services
+from apps.customers.models import ApiKey, Membership, Organization
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
+
+
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "slug",
+        "billing_email",
+        "currency",
+        "time_zone",
+        "status",
+        "created_at",
+    ]
+    list_filter = ["status", "currency"]
+    search_fields = ["name", "slug", "billing_email"]
+    date_hierarchy = "created_at"
+    prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [MembershipInline, ApiKeyInline]
+    actions = ["suspend", "reactivate"]
+
+    @admin.action(description="Suspend the selected organisations", permissions=["change"])
+    def suspend(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:
+        for organization in queryset:
+            services.set_organization_status(
+                organization=organization, status=Organization.Status.SUSPENDED
+            )
+        self.message_user(request, f"{queryset.count()} organisation(s) suspended.")
+
+    @admin.action(description="Reactivate the selected organisations", permissions=["change"])
+    def reactivate(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:
+        for organization in queryset:
+            services.set_organization_status(
+                organization=organization, status=Organization.Status.ACTIVE
+            )
+        self.message_user(request, f"{queryset.count()} organisation(s) reactivated.")
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role"]
+    list_select_related = ["user", "organization"]
+    search_fields = ["user__username", "user__email", "organization__name", "organization__slug"]
+    autocomplete_fields = ["user", "organization"]
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=ApiKey.Scope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Leave empty for the default scopes of the key's kind.",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "kind", "organization", "scopes"]
+
+    def clean(self):
+        cleaned = super().clean()
+        kind, organization = cleaned.get("kind"), cleaned.get("organization")
+        if kind == ApiKey.Kind.SERVICE and organization is not None:
+            self.add_error("organization", "A service key belongs to no organisation.")
+        if kind == ApiKey.Kind.ORGANIZATION and organization is None:
+            self.add_error("organization", "An organisation key needs its organisation.")
+        return cleaned
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
+    list_display = [
+        "name",
+        "prefix",
+        "kind",
+        "organization",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    list_filter = ["kind", ("revoked_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["organization"]
+    search_fields = ["name", "prefix", "organization__name", "organization__slug"]
+    date_hierarchy = "created_at"
+    autocomplete_fields = ["organization"]
+    actions = ["revoke"]
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        if obj is None:
+            return ["name", "kind", "organization", "scopes"]
+        return [
+            "name",
+            "prefix",
+            "kind",
+            "organization",
+            "scopes",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        if obj is None:
+            return []
+        # A key's identity never changes; only its name may be corrected.
+        return [
+            "prefix",
+            "kind",
+            "organization",
+            "scopes",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        issued = services.issue_api_key(
+            name=obj.name,
+            organization=obj.organization,
+            service=obj.kind == ApiKey.Kind.SERVICE,
+            scopes=form.cleaned_data.get("scopes") or None,
+            created_by=request.user,
+        )
+        obj.pk = issued.api_key.pk
+        obj._state.adding = False
+        obj.refresh_from_db()
+        messages.warning(
+            request,
+            f"Copy the new key now, it will not be shown again: {issued.raw_key}",
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        return False  # revoke instead, so usage stays attributable to the key
+
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        count = 0
+        for api_key in queryset.filter(revoked_at__isnull=True):
+            services.revoke_api_key(api_key=api_key)
+            count += 1
+        self.message_user(request, f"{count} key(s) revoked.")

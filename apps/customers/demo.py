@@ -1,0 +1,80 @@
+"""Demo organisation, users and keys for the embedded default (never in production)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from apps.customers import services
+from apps.customers.models import ApiKey, Membership, Organization
+
+DEMO_SLUG = "demo"
+ADMIN_USERNAME, ADMIN_PASSWORD = "admin", "admin-demo-password"
+CUSTOMER_USERNAME, CUSTOMER_PASSWORD = "customer", "customer-demo-password"
+# Fixed, documented demo keys, so every run of the demo prints keys that work.
+DEMO_ORGANIZATION_KEY = "bp_org_demo0org_DemoOrganizationKeyNotForProductionUse01"
+DEMO_SERVICE_KEY = "bp_svc_demo0svc_DemoServiceKeyNotForProductionUse0000001"
+
+
+@dataclass(frozen=True)
+class DemoCustomers:
+    organization: Organization
+    organization_key: str
+    service_key: str
+
+
+def _ensure_key(*, raw_key: str, name: str, organization: Organization | None) -> str:
+    prefix = ApiKey.prefix_of(raw_key)
+    if not ApiKey.objects.filter(prefix=prefix).exists():
+        services.issue_api_key(
+            name=name,
+            organization=organization,
+            service=organization is None,
+            raw_key=raw_key,
+        )
+    else:
+        ApiKey.objects.filter(prefix=prefix).update(revoked_at=None)
+    return raw_key
+
+
+@transaction.atomic
+def seed_customers() -> DemoCustomers:
+    """Creates (or brings back to its demo state) the demo organisation, users and keys."""
+    User = get_user_model()
+    organization, _ = Organization.objects.update_or_create(
+        slug=DEMO_SLUG,
+        defaults={
+            "name": "Demo Labs",
+            "billing_email": "billing@demo.example",
+            "currency": "USD",
+            "time_zone": "Europe/Berlin",
+            "status": Organization.Status.ACTIVE,
+        },
+    )
+    admin, _ = User.objects.get_or_create(
+        username=ADMIN_USERNAME, defaults={"email": "admin@demo.example"}
+    )
+    admin.is_staff = admin.is_superuser = True
+    admin.set_password(ADMIN_PASSWORD)
+    admin.save()
+
+    customer, _ = User.objects.get_or_create(
+        username=CUSTOMER_USERNAME,
+        defaults={"email": "customer@demo.example", "first_name": "Dana", "last_name": "Demo"},
+    )
+    customer.is_staff = customer.is_superuser = False
+    customer.set_password(CUSTOMER_PASSWORD)
+    customer.save()
+    services.add_member(organization=organization, user=customer, role=Membership.Role.OWNER)
+
+    return DemoCustomers(
+        organization=organization,
+        organization_key=_ensure_key(
+            raw_key=DEMO_ORGANIZATION_KEY, name="Demo organisation key", organization=organization
+        ),
+        service_key=_ensure_key(
+            raw_key=DEMO_SERVICE_KEY, name="Demo service key", organization=None
+        ),
+    )

@@ -1,0 +1,172 @@
+"""Organisations (the tenants and billing accounts), their members and their API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import zoneinfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.pricing.currencies import CURRENCY_CHOICES
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA time zone.")
+
+
+class Organization(models.Model):
+    """The tenant and the billing account; dj-stripe's subscriber model."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+
+    name = models.CharField(max_length=200)
+    # The organisation's id in the API (``organization_id``): lower-case, stable.
+    slug = models.SlugField(
+        max_length=64,
+        unique=True,
+        validators=[RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "Lower-case letters, digits, dashes.")],
+    )
+    billing_email = models.EmailField()
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES, default="USD")
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["active", "suspended"]), name="organization_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def email(self) -> str:
+        # dj-stripe reads the subscriber's ``email`` for the Stripe customer.
+        return self.billing_email
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        ADMIN = "admin", "Admin"
+        BILLING = "billing", "Billing"
+        VIEWER = "viewer", "Viewer"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["organization", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "organization"], name="membership_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.organization} ({self.role})"
+
+
+class ApiKey(models.Model):
+    """A credential for the API. Only the SHA-256 of the secret is kept.
+
+    An *organisation* key reads its own organisation's data and records its own usage. A
+    *service* key belongs to the platform: it records usage for any organisation named in
+    the request and never opens customer pages or the admin.
+    """
+
+    class Kind(models.TextChoices):
+        ORGANIZATION = "organization", "Organisation key"
+        SERVICE = "service", "Service key"
+
+    class Scope(models.TextChoices):
+        USAGE_WRITE = "usage:write", "Record usage"
+        BILLING_READ = "billing:read", "Read billing data"
+        BILLING_WRITE = "billing:write", "Process billing and refunds"
+        BUDGETS_WRITE = "budgets:write", "Manage budgets"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="api_keys", null=True, blank=True
+    )
+    name = models.CharField(max_length=100)
+    # Public, unique part of the key, shown in lists (e.g. ``bp_org_Xk3f9QaZ``).
+    prefix = models.CharField(max_length=32, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(kind="organization", organization__isnull=False)
+                    | Q(kind="service", organization__isnull=True)
+                ),
+                name="api_key_kind_matches_organization",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix})"
+
+    @property
+    def is_service(self) -> bool:
+        return self.kind == self.Kind.SERVICE
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    # Key format: ``bp_<org|svc>_<8 public chars>_<40 secret chars>``, all base62, so the
+    # prefix can be shown and looked up while only a hash of the whole key is stored.
+    KEY_TAGS = {Kind.ORGANIZATION: "org", Kind.SERVICE: "svc"}
+
+    @staticmethod
+    def hash_key(raw_key: str) -> str:
+        return hashlib.sha256(raw_key.encode()).hexdigest()
+
+    @staticmethod
+    def prefix_of(raw_key: str) -> str | None:
+        """The public prefix of a well-formed key, or None for anything else."""
+        parts = raw_key.split("_")
+        if len(parts) != 4 or parts[0] != "bp" or parts[1] not in ("org", "svc"):
+            return None
+        if len(parts[2]) != 8 or len(parts[3]) != 40:
+            return None
+        return "_".join(parts[:3])

@@ -1,0 +1,98 @@
+"""Keeps every answer under /api/ and /health JSON, errors included.
+
+DRF shapes the errors its views raise (``billing_portal.errors``); this middleware covers
+what happens outside them: a body over the size limit (refused before anything reads it),
+a URL that matches nothing, an error page another middleware produced, and an unexpected
+exception (logged with its traceback, answered as a JSON 500 without internals).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, HttpRequest, HttpResponse
+
+from billing_portal.errors import error_response
+
+logger = logging.getLogger("billing_portal.api")
+
+JSON_PREFIXES = ("/api/", "/health")
+
+_STATUS_CODES = {
+    400: ("bad_request", "The request is malformed."),
+    401: ("not_authenticated", "Authentication credentials were not provided."),
+    403: ("permission_denied", "You do not have permission to perform this action."),
+    404: ("not_found", "No such endpoint or resource."),
+    405: ("method_not_allowed", "Method not allowed."),
+    413: ("payload_too_large", "The request body is too large."),
+    415: ("unsupported_media_type", "Unsupported media type."),
+}
+
+
+def _is_json_path(request: HttpRequest) -> bool:
+    return request.path.startswith(JSON_PREFIXES)
+
+
+class ApiErrorMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if _is_json_path(request):
+            refused = self._refuse_oversize_body(request)
+            if refused is not None:
+                return refused
+        response = self.get_response(request)
+        if _is_json_path(request) and response.status_code >= 400 and not _is_json(response):
+            code, message = _STATUS_CODES.get(
+                response.status_code, ("internal_error", "Internal server error.")
+            )
+            if response.status_code < 500 and response.status_code not in _STATUS_CODES:
+                code, message = "error", "The request could not be completed."
+            json_response = error_response(code, message, response.status_code)
+            for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+                if header in response:
+                    json_response[header] = response[header]
+            return json_response
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not _is_json_path(request):
+            return None
+        if isinstance(exception, Http404):
+            return error_response(*_STATUS_CODES[404], status=404)
+        if isinstance(exception, PermissionDenied):
+            return error_response(*_STATUS_CODES[403], status=403)
+        if isinstance(exception, RequestDataTooBig):
+            return _too_large()
+        if isinstance(exception, SuspiciousOperation):
+            return error_response(*_STATUS_CODES[400], status=400)
+        logger.exception("Unhandled error on %s %s", request.method, request.path)
+        return error_response("internal_error", "Internal server error.", status=500)
+
+    @staticmethod
+    def _refuse_oversize_body(request: HttpRequest) -> HttpResponse | None:
+        raw = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw)
+        except ValueError:
+            return error_response("bad_request", "Content-Length is not a number.", status=400)
+        if length > settings.API_MAX_BODY_BYTES:
+            return _too_large()
+        return None
+
+
+def _too_large() -> HttpResponse:
+    return error_response(
+        "payload_too_large",
+        "The request body is too large.",
+        status=413,
+        details={"max_bytes": settings.API_MAX_BODY_BYTES},
+    )
+
+
+def _is_json(response: HttpResponse) -> bool:
+    return response.get("Content-Type", "").startswith("application/json")

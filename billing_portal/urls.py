@@ -1,0 +1,27 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import TemplateView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+
+from billing_portal import views
+
+api_v1 = [
+    path("info", views.InfoApi.as_view(), name="info"),
+    path("", include("apps.customers.api.urls")),
+]
+
+public = {"permission_classes": [AllowAny], "authentication_classes": []}
+
+urlpatterns = [
+    path("", TemplateView.as_view(template_name="home.html"), name="home"),
+    path("health", views.health_view, name="health"),
+    path("health/detailed", views.health_detailed_view, name="health-detailed"),
+    path("api/v1/", include((api_v1, "api"), namespace="v1")),
+    # The API's description is public; the API itself needs a key.
+    path("api/schema/", SpectacularAPIView.as_view(**public), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", **public), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", **public), name="api-redoc"),
+    path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    path("admin/", admin.site.urls),
+]

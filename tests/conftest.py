@@ -1,0 +1,64 @@
+import pytest
+from django.db import connection
+
+from billing_portal.celery import app as celery_app
+
+
+def pytest_collection_modifyitems(config, items):
+    # Decided per item at run time (the database is known once Django is set up).
+    for item in items:
+        if item.get_closest_marker("postgres"):
+            item.add_marker(pytest.mark.usefixtures("_require_postgres"))
+
+
+@pytest.fixture
+def _require_postgres():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: set DATABASE_URL (CI does) to run it")
+
+
+@pytest.fixture(autouse=True)
+def _eager_celery():
+    """Tasks run in-process in tests; the real worker is exercised by its own tests."""
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def organization(db):
+    from tests.customers.factories import OrganizationFactory
+
+    return OrganizationFactory()
+
+
+@pytest.fixture
+def org_key(organization):
+    """An organisation key (raw string) of ``organization``."""
+    from apps.customers.services import issue_api_key
+
+    return issue_api_key(name="test key", organization=organization).raw_key
+
+
+@pytest.fixture
+def service_key(db):
+    from apps.customers.services import issue_api_key
+
+    return issue_api_key(name="test service key", service=True).raw_key
+
+
+@pytest.fixture
+def api_client():
+    from rest_framework.test import APIClient
+
+    return APIClient()
