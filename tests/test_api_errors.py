@@ -42,9 +42,7 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(client, settings):
 
 
 def test_a_non_numeric_content_length_is_400(client):
-    response = client.post(
-        ECHO, data="{}", content_type="application/json", CONTENT_LENGTH="many"
-    )
+    response = client.post(ECHO, data="{}", content_type="application/json", CONTENT_LENGTH="many")
 
     assert response.status_code == 400
     assert error_code(response) == "bad_request"
