@@ -9,6 +9,7 @@ from billing_portal import views
 api_v1 = [
     path("info", views.InfoApi.as_view(), name="info"),
     path("", include("apps.customers.api.urls")),
+    path("", include("apps.pricing.api.urls")),
 ]
 
 public = {"permission_classes": [AllowAny], "authentication_classes": []}

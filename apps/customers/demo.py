@@ -9,6 +9,7 @@ from django.db import transaction
 
 from apps.customers import services
 from apps.customers.models import ApiKey, Membership, Organization
+from apps.pricing.models import Plan
 
 DEMO_SLUG = "demo"
 ADMIN_USERNAME, ADMIN_PASSWORD = "admin", "admin-demo-password"
@@ -40,7 +41,7 @@ def _ensure_key(*, raw_key: str, name: str, organization: Organization | None) -
 
 
 @transaction.atomic
-def seed_customers() -> DemoCustomers:
+def seed_customers(*, plan: Plan | None = None) -> DemoCustomers:
     """Creates (or brings back to its demo state) the demo organisation, users and keys."""
     User = get_user_model()
     organization, _ = Organization.objects.update_or_create(
@@ -51,6 +52,7 @@ def seed_customers() -> DemoCustomers:
             "currency": "USD",
             "time_zone": "Europe/Berlin",
             "status": Organization.Status.ACTIVE,
+            "plan": plan,
         },
     )
     admin, _ = User.objects.get_or_create(

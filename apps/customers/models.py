@@ -38,6 +38,14 @@ class Organization(models.Model):
     currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES, default="USD")
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # None: the default plan (pricing.Plan.is_default).
+    plan = models.ForeignKey(
+        "pricing.Plan",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="organizations",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 

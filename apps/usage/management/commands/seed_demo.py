@@ -2,18 +2,25 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.customers import demo as customers_demo
+from apps.pricing import demo as pricing_demo
 
 
 class Command(BaseCommand):
-    help = "Creates the demo data (idempotent): organisation, users, keys. Never in production."
+    help = (
+        "Creates the demo data (idempotent): catalog and plans, organisation, users, keys. "
+        "Never in production."
+    )
 
     def handle(self, *args, **options) -> None:
         if not settings.DEMO_DATA_ALLOWED:
             raise CommandError("seed_demo refuses to run under production settings.")
-        customers = customers_demo.seed_customers()
+        plans = pricing_demo.seed_catalog()
+        customers = customers_demo.seed_customers(plan=plans["pro"])
         self.stdout.write(self.style.SUCCESS("Demo data is in place."))
         self.stdout.write("")
-        self.stdout.write(f"  organisation        {customers.organization.slug}")
+        self.stdout.write(
+            f"  organisation        {customers.organization.slug} (plan: {plans['pro'].name})"
+        )
         self.stdout.write(f"  organisation key    {customers.organization_key}")
         self.stdout.write(f"  service key         {customers.service_key}")
         self.stdout.write(

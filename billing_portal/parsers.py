@@ -1,0 +1,25 @@
+"""JSON parsing for money: numbers with a fraction become Decimal, never float, and the
+non-standard constants NaN and Infinity are refused."""
+
+import codecs
+import json
+from decimal import Decimal
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+class DecimalJSONParser(JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        parser_context = parser_context or {}
+        encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
+        try:
+            decoded = codecs.getreader(encoding)(stream)
+            return json.load(decoded, parse_float=Decimal, parse_constant=_refuse_constant)
+        except ValueError as error:
+            raise ParseError(f"JSON parse error - {error}") from None
