@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "djstripe",
+    "import_export",
     "apps.pricing",
     "apps.customers",
     "apps.budgets",

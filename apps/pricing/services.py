@@ -12,6 +12,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from apps.pricing import cost_engine as engine
 from apps.pricing.errors import PriceVersionOverlap
@@ -140,33 +141,13 @@ def create_price_version(
         free_allowance=free_allowance,
         minimum_charge=minimum_charge,
     )
-    # One writer at a time per product: two concurrent changes cannot both pass the overlap
-    # check below.
-    Product.objects.select_for_update().get(pk=product.pk)
-
-    in_force = effective_to is None and (
-        PriceRule.objects.filter(
-            plan=plan, product=product, dimension=dimension, effective_from__lt=effective_from
-        )
-        .filter(Q(effective_to__isnull=True) | Q(effective_to__gt=effective_from))
-        .first()
-    )
-    if in_force:
-        in_force.effective_to = effective_from
-        in_force.save(update_fields=["effective_to"])
-
-    clashing = overlapping_versions(
+    _make_room_for(
         plan=plan,
         product=product,
         dimension=dimension,
         effective_from=effective_from,
         effective_to=effective_to,
     )
-    if clashing.exists():
-        raise PriceVersionOverlap(
-            details={"overlaps": [str(rule) for rule in clashing[:5]]},
-        )
-
     rule = PriceRule.objects.create(
         plan=plan,
         product=product,
@@ -184,6 +165,108 @@ def create_price_version(
         PriceTier(rule=rule, up_to=t.up_to, unit_price=t.unit_price, flat_fee=t.flat_fee)
         for t in tiers
     )
+    invalidate_pricing_cache()
+    return rule
+
+
+def versions_in_the_way(
+    *,
+    plan: Plan | None,
+    product: Product,
+    dimension: str,
+    effective_from: datetime,
+    effective_to: datetime | None,
+    exclude_pk: int | None = None,
+) -> list[PriceRule]:
+    """Versions a new one would overlap, the version it would end (if open-ended) aside."""
+    clashing = overlapping_versions(
+        plan=plan,
+        product=product,
+        dimension=dimension,
+        effective_from=effective_from,
+        effective_to=effective_to,
+        exclude_pk=exclude_pk,
+    )
+    if effective_to is None:
+        clashing = clashing.exclude(effective_from__lt=effective_from)
+    return list(clashing[:5])
+
+
+def _make_room_for(
+    *,
+    plan: Plan | None,
+    product: Product,
+    dimension: str,
+    effective_from: datetime,
+    effective_to: datetime | None,
+    exclude_pk: int | None = None,
+) -> None:
+    """Ends the version in force at ``effective_from`` (when the new one is open-ended) and
+    raises PriceVersionOverlap if any other version still meets the new one's time."""
+    # One writer at a time per product: two concurrent changes cannot both pass the overlap
+    # check below.
+    Product.objects.select_for_update().get(pk=product.pk)
+    if effective_to is None:
+        in_force = (
+            PriceRule.objects.filter(
+                plan=plan, product=product, dimension=dimension, effective_from__lt=effective_from
+            )
+            .filter(Q(effective_to__isnull=True) | Q(effective_to__gt=effective_from))
+            .exclude(pk=exclude_pk)
+            .first()
+        )
+        if in_force is not None:
+            in_force.effective_to = effective_from
+            in_force.save(update_fields=["effective_to"])
+    clashing = overlapping_versions(
+        plan=plan,
+        product=product,
+        dimension=dimension,
+        effective_from=effective_from,
+        effective_to=effective_to,
+        exclude_pk=exclude_pk,
+    )
+    if clashing.exists():
+        raise PriceVersionOverlap(details={"overlaps": [str(rule) for rule in clashing[:5]]})
+
+
+@transaction.atomic
+def save_price_version(*, rule: PriceRule, tiers: Sequence[TierSpec] | None = None) -> PriceRule:
+    """Saves a version staff composed (the admin's form): a new one takes its place in time
+    like ``create_price_version``; an existing one may change only before it takes effect.
+    ``tiers`` replaces the version's tiers when given. Raises ValidationError and
+    PriceVersionOverlap."""
+    if rule.pk is not None:
+        stored = PriceRule.objects.get(pk=rule.pk)
+        if stored.effective_from <= timezone.now():
+            raise ValidationError("A version in force or past cannot change; add a new one.")
+    if rule.dimension not in rule.product.dimensions:
+        raise ValidationError({"dimension": f"{rule.product.code} has no {rule.dimension!r}."})
+    if tiers is not None:
+        validate_terms(
+            pricing_model=rule.pricing_model,
+            unit_price=rule.unit_price,
+            tiers=tiers,
+            package_size=rule.package_size,
+            package_price=rule.package_price,
+            free_allowance=rule.free_allowance,
+            minimum_charge=rule.minimum_charge,
+        )
+    _make_room_for(
+        plan=rule.plan,
+        product=rule.product,
+        dimension=rule.dimension,
+        effective_from=rule.effective_from,
+        effective_to=rule.effective_to,
+        exclude_pk=rule.pk,
+    )
+    rule.save()
+    if tiers is not None:
+        rule.tiers.all().delete()
+        PriceTier.objects.bulk_create(
+            PriceTier(rule=rule, up_to=t.up_to, unit_price=t.unit_price, flat_fee=t.flat_fee)
+            for t in tiers
+        )
     invalidate_pricing_cache()
     return rule
 
