@@ -10,6 +10,7 @@ api_v1 = [
     path("info", views.InfoApi.as_view(), name="info"),
     path("", include("apps.customers.api.urls")),
     path("", include("apps.pricing.api.urls")),
+    path("", include("apps.usage.api.urls")),
 ]
 
 public = {"permission_classes": [AllowAny], "authentication_classes": []}

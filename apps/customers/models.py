@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.pricing.currencies import CURRENCY_CHOICES
+from billing_portal.ledger import AppendOnlyModel
 
 
 def validate_time_zone(value: str) -> None:
@@ -178,3 +179,133 @@ class ApiKey(models.Model):
         if len(parts[2]) != 8 or len(parts[3]) != 40:
             return None
         return "_".join(parts[:3])
+
+
+# --- wallets and credits ----------------------------------------------------------------
+# Balances are kept on the Wallet and CreditGrant rows (so a deduction is one conditional
+# UPDATE under a row lock) and always equal the sum of their append-only ledger entries,
+# written in the same transaction; the books check proves it.
+
+BALANCE = {"max_digits": 28, "decimal_places": 12}
+
+
+class Wallet(models.Model):
+    """The organisation's prepaid balance."""
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.PROTECT, related_name="wallet"
+    )
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    balance = models.DecimalField(**BALANCE, default=0)
+    # How far below zero usage may take the balance (0: never negative).
+    overdraft_limit = models.DecimalField(**BALANCE, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(balance__gte=-models.F("overdraft_limit")),
+                name="wallet_within_overdraft",
+            ),
+            models.CheckConstraint(
+                condition=Q(overdraft_limit__gte=0), name="wallet_overdraft_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Wallet of {self.organization}"
+
+
+class WalletEntry(AppendOnlyModel):
+    class Kind(models.TextChoices):
+        TOP_UP = "top_up", "Top-up"
+        DEDUCTION = "deduction", "Usage deduction"
+        REFUND = "refund", "Refund"
+        ADJUSTMENT = "adjustment", "Adjustment"
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
+    amount = models.DecimalField(**BALANCE)  # positive credits the wallet, negative debits it
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    balance_after = models.DecimalField(**BALANCE)
+    # What caused it (a billing id, a Checkout session); unique per wallet and kind, so a
+    # retried top-up or refund is written once.
+    reference = models.CharField(max_length=255, blank=True, default="")
+    actor = models.CharField(max_length=255, blank=True, default="")
+    reason = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "wallet entries"
+        indexes = [models.Index(fields=["wallet", "created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["wallet", "kind", "reference"],
+                condition=~Q(reference=""),
+                name="wallet_entry_reference_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount}"
+
+
+class CreditGrant(models.Model):
+    """Promotional credits; consumed earliest expiry first."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="credit_grants"
+    )
+    amount = models.DecimalField(**BALANCE)
+    remaining = models.DecimalField(**BALANCE)
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField()
+    reference = models.CharField(max_length=255, blank=True, default="")
+    granted_by = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = [models.F("expires_at").asc(nulls_last=True), "id"]
+        indexes = [models.Index(fields=["organization", "expires_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="credit_grant_positive"),
+            models.CheckConstraint(
+                condition=Q(remaining__gte=0) & Q(remaining__lte=models.F("amount")),
+                name="credit_grant_remaining_in_range",
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "reference"],
+                condition=~Q(reference=""),
+                name="credit_grant_reference_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} credits ({self.reason})"
+
+    def is_usable_at(self, instant) -> bool:
+        return self.remaining > 0 and (self.expires_at is None or instant < self.expires_at)
+
+
+class CreditEntry(AppendOnlyModel):
+    class Kind(models.TextChoices):
+        GRANT = "grant", "Granted"
+        CONSUMPTION = "consumption", "Consumed by usage"
+        REFUND = "refund", "Refunded"
+        EXPIRY = "expiry", "Expired"
+
+    grant = models.ForeignKey(CreditGrant, on_delete=models.PROTECT, related_name="entries")
+    amount = models.DecimalField(**BALANCE)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    reference = models.CharField(max_length=255, blank=True, default="")
+    actor = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "credit entries"
+        indexes = [models.Index(fields=["grant", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount}"

@@ -30,3 +30,7 @@ def organizations_of_user(user) -> QuerySet[Organization]:
 
 def membership_of(*, user, organization: Organization) -> Membership | None:
     return Membership.objects.filter(user=user, organization=organization).first()
+
+
+def organizations_by_slug(slugs) -> dict[str, Organization]:
+    return {org.slug: org for org in Organization.objects.filter(slug__in=slugs)}

@@ -285,7 +285,24 @@ def quote(
     PriceNotConfigured when a dimension has no price in force at ``at`` in the plan's
     currency.
     """
-    sheet = price_sheet(plan=plan, product=product)
+    return quote_with_sheet(
+        sheet=price_sheet(plan=plan, product=product),
+        quantities=quantities,
+        at=at,
+        period_to_date=period_to_date,
+        included_used=included_used,
+    )
+
+
+def quote_with_sheet(
+    *,
+    sheet: PriceSheet,
+    quantities: Mapping[str, Decimal],
+    at: datetime,
+    period_to_date: Mapping[str, Decimal] | None = None,
+    included_used: Decimal = ZERO,
+) -> Quote:
+    """``quote`` on a sheet already at hand (a batch prices many events on one sheet)."""
     terms_by_dimension: dict[str, Terms] = {}
     rule_ids: dict[str, int] = {}
     for dimension in quantities:
@@ -294,8 +311,8 @@ def quote(
             version.plan_id is None and sheet.plan_currency != settings.CATALOG_CURRENCY
         ):
             raise PriceNotConfigured(
-                f"No price for {product.code} ({dimension}) on this plan.",
-                details={"product_id": product.code, "dimension": dimension},
+                f"No price for {sheet.product_code} ({dimension}) on this plan.",
+                details={"product_id": sheet.product_code, "dimension": dimension},
             )
         terms_by_dimension[dimension] = version.terms
         rule_ids[dimension] = version.rule_id
@@ -309,8 +326,8 @@ def quote(
         included=included_remaining,
     )
     return Quote(
-        product_code=product.code,
-        service_type=product.service_type_id,
+        product_code=sheet.product_code,
+        service_type=sheet.service_type,
         plan_id=sheet.plan_id,
         currency=sheet.plan_currency,
         at=at,

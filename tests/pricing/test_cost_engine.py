@@ -334,3 +334,28 @@ def test_no_float_anywhere_in_a_result(terms, quantity, before):
     for line in breakdown.lines:
         for name in ("quantity", "amount", "unit_price", "billable_quantity"):
             assert isinstance(getattr(line, name), D)
+
+
+# --- periods ------------------------------------------------------------------------------
+
+
+def test_periods_follow_the_organizations_time_zone():
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from apps.pricing.periods import period_bounds
+
+    berlin = ZoneInfo("Europe/Berlin")
+    # 23:30 UTC on 31 March is already 1 April in Berlin (summer time, UTC+2).
+    instant = datetime(2026, 3, 31, 23, 30, tzinfo=UTC)
+    start, end = period_bounds(instant, "month", berlin)
+    assert (start.isoformat(), end.isoformat()) == (
+        "2026-04-01T00:00:00+02:00",
+        "2026-05-01T00:00:00+02:00",
+    )
+    day_start, day_end = period_bounds(instant, "day", berlin)
+    assert (day_end - day_start).total_seconds() == 24 * 3600
+    week_start, _ = period_bounds(instant, "week", berlin)
+    assert week_start.weekday() == 0
+    year_start, year_end = period_bounds(datetime(2026, 12, 31, 23, 0, tzinfo=UTC), "year", berlin)
+    assert year_start.year == 2027 and year_end.year == 2028

@@ -1,0 +1,309 @@
+"""Wallets and credit grants: the prepaid money of an organisation, kept as ledgers.
+
+Every change of a balance writes its ledger entry in the same transaction, under a row lock
+on the balance it changes; balances are never negative beyond the wallet's overdraft limit
+(the database checks it too). Usage pays with ``Funds``: lock once, allocate in memory for
+a whole batch, write once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
+from apps.customers.models import CreditEntry, CreditGrant, Organization, Wallet, WalletEntry
+from billing_portal.errors import PortalError
+
+ZERO = Decimal(0)
+
+
+class InvalidAmount(PortalError):
+    code = "invalid_amount"
+    status_code = 400
+    message = "The amount must be positive."
+
+
+class InsufficientWalletBalance(PortalError):
+    code = "insufficient_wallet_balance"
+    status_code = 402
+    message = "The wallet balance does not cover this amount."
+
+
+class InsufficientCredits(PortalError):
+    code = "insufficient_credits"
+    status_code = 402
+    message = "The organisation's credits do not cover this amount."
+
+
+def _ensure_wallet(organization: Organization) -> None:
+    Wallet.objects.bulk_create(
+        [Wallet(organization=organization, currency=organization.currency)],
+        ignore_conflicts=True,
+    )
+
+
+def locked_wallet(organization: Organization) -> Wallet:
+    """The organisation's wallet (created on first use), locked until the transaction ends."""
+    _ensure_wallet(organization)
+    return Wallet.objects.select_for_update().get(organization=organization)
+
+
+def wallet_balance(organization: Organization) -> Decimal:
+    return (
+        Wallet.objects.filter(organization=organization).values_list("balance", flat=True).first()
+        or ZERO
+    )
+
+
+def credit_balance(organization: Organization, at: datetime | None = None) -> Decimal:
+    at = at or timezone.now()
+    return (
+        CreditGrant.objects.filter(organization=organization, remaining__gt=0)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=at))
+        .aggregate(total=Sum("remaining"))["total"]
+        or ZERO
+    )
+
+
+@transaction.atomic
+def _write_wallet_entry(
+    *, organization: Organization, amount: Decimal, kind: str, reference: str, actor: str,
+    reason: str,
+) -> WalletEntry:  # fmt: skip
+    wallet = locked_wallet(organization)
+    if reference:
+        existing = WalletEntry.objects.filter(wallet=wallet, kind=kind, reference=reference).first()
+        if existing is not None:
+            return existing  # a retry of what was already written
+    new_balance = wallet.balance + amount
+    if new_balance < -wallet.overdraft_limit:
+        raise InsufficientWalletBalance(
+            details={"balance": str(wallet.balance), "amount": str(-amount)}
+        )
+    Wallet.objects.filter(pk=wallet.pk).update(balance=new_balance, updated_at=timezone.now())
+    return WalletEntry.objects.create(
+        wallet=wallet,
+        amount=amount,
+        kind=kind,
+        balance_after=new_balance,
+        reference=reference,
+        actor=actor,
+        reason=reason,
+    )
+
+
+def top_up_wallet(
+    *, organization: Organization, amount: Decimal, actor: str, reason: str, reference: str = ""
+) -> WalletEntry:
+    """Adds prepaid money. With a ``reference`` (a payment or session id) it is written at
+    most once, however often it is called."""
+    if amount <= 0:
+        raise InvalidAmount()
+    try:
+        return _write_wallet_entry(
+            organization=organization,
+            amount=amount,
+            kind=WalletEntry.Kind.TOP_UP,
+            reference=reference,
+            actor=actor,
+            reason=reason,
+        )
+    except IntegrityError:
+        # Two callers raced with the same reference: the other one wrote it.
+        return WalletEntry.objects.get(
+            wallet__organization=organization, kind=WalletEntry.Kind.TOP_UP, reference=reference
+        )
+
+
+def adjust_wallet(
+    *, organization: Organization, amount: Decimal, actor: str, reason: str, reference: str = ""
+) -> WalletEntry:
+    """A staff correction in either direction (never below the overdraft limit)."""
+    if amount == 0:
+        raise InvalidAmount("An adjustment must not be zero.")
+    return _write_wallet_entry(
+        organization=organization,
+        amount=amount,
+        kind=WalletEntry.Kind.ADJUSTMENT,
+        reference=reference,
+        actor=actor,
+        reason=reason,
+    )
+
+
+def refund_to_wallet(
+    *, organization: Organization, amount: Decimal, reference: str, actor: str, reason: str
+) -> WalletEntry:
+    if amount <= 0:
+        raise InvalidAmount()
+    return _write_wallet_entry(
+        organization=organization,
+        amount=amount,
+        kind=WalletEntry.Kind.REFUND,
+        reference=reference,
+        actor=actor,
+        reason=reason,
+    )
+
+
+@transaction.atomic
+def grant_credits(
+    *,
+    organization: Organization,
+    amount: Decimal,
+    reason: str,
+    granted_by: str,
+    expires_at: datetime | None = None,
+    reference: str = "",
+) -> CreditGrant:
+    """Grants promotional credits (once per ``reference`` when one is given)."""
+    if amount <= 0:
+        raise InvalidAmount()
+    if reference:
+        existing = CreditGrant.objects.filter(organization=organization, reference=reference)
+        if existing.exists():
+            return existing.get()
+    grant = CreditGrant.objects.create(
+        organization=organization,
+        amount=amount,
+        remaining=amount,
+        currency=organization.currency,
+        expires_at=expires_at,
+        reason=reason,
+        reference=reference,
+        granted_by=granted_by,
+    )
+    CreditEntry.objects.create(
+        grant=grant, amount=amount, kind=CreditEntry.Kind.GRANT, actor=granted_by
+    )
+    return grant
+
+
+@transaction.atomic
+def refund_credits(
+    *, allocations: dict[int, Decimal], reference: str, actor: str
+) -> list[CreditEntry]:
+    """Gives consumed credits back to the grants they came from."""
+    entries = []
+    for grant in CreditGrant.objects.select_for_update().filter(pk__in=allocations).order_by("pk"):
+        amount = allocations[grant.pk]
+        CreditGrant.objects.filter(pk=grant.pk).update(remaining=F("remaining") + amount)
+        entries.append(
+            CreditEntry.objects.create(
+                grant=grant,
+                amount=amount,
+                kind=CreditEntry.Kind.REFUND,
+                reference=reference,
+                actor=actor,
+            )
+        )
+    return entries
+
+
+@transaction.atomic
+def expire_credits(*, now: datetime | None = None) -> int:
+    """Writes off what is left of expired grants; running it again changes nothing."""
+    now = now or timezone.now()
+    expired = 0
+    grants = CreditGrant.objects.select_for_update().filter(remaining__gt=0, expires_at__lte=now)
+    for grant in grants.order_by("pk"):
+        CreditEntry.objects.create(
+            grant=grant, amount=-grant.remaining, kind=CreditEntry.Kind.EXPIRY, actor="system"
+        )
+        CreditGrant.objects.filter(pk=grant.pk).update(remaining=0)
+        expired += 1
+    return expired
+
+
+@dataclass
+class Funds:
+    """An organisation's wallet and usable credits, locked for one transaction. Usage takes
+    from them in memory, all-or-nothing per amount; ``write`` stores every balance and
+    ledger entry at once."""
+
+    organization: Organization
+    wallet: Wallet
+    grants: list[CreditGrant]
+    wallet_entries: list[WalletEntry] = field(default_factory=list)
+    credit_entries: list[CreditEntry] = field(default_factory=list)
+    _touched_grants: set[int] = field(default_factory=set)
+    _start_balance: Decimal = ZERO
+
+    @classmethod
+    def lock(cls, organization: Organization, *, at: datetime) -> Funds:
+        # Lock order, always: credit grants (expiry, id), then the wallet.
+        grants = list(
+            CreditGrant.objects.select_for_update()
+            .filter(organization=organization, remaining__gt=0)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=at))
+            .order_by(F("expires_at").asc(nulls_last=True), "id")
+        )
+        wallet = locked_wallet(organization)
+        return cls(organization, wallet, grants, _start_balance=wallet.balance)
+
+    @property
+    def wallet_balance(self) -> Decimal:
+        return self.wallet.balance
+
+    @property
+    def credit_balance(self) -> Decimal:
+        return sum((grant.remaining for grant in self.grants), ZERO)
+
+    def take_credits(self, amount: Decimal, *, reference: str, actor: str) -> dict[int, Decimal]:
+        """Takes ``amount`` from the grants, earliest expiry first; {} if they fall short."""
+        if amount > self.credit_balance:
+            return {}
+        allocations: dict[int, Decimal] = {}
+        left = amount
+        for grant in self.grants:
+            if left == 0:
+                break
+            part = min(grant.remaining, left)
+            if part == 0:
+                continue
+            grant.remaining -= part
+            left -= part
+            allocations[grant.pk] = part
+            self._touched_grants.add(grant.pk)
+            self.credit_entries.append(
+                CreditEntry(
+                    grant=grant,
+                    amount=-part,
+                    kind=CreditEntry.Kind.CONSUMPTION,
+                    reference=reference,
+                    actor=actor,
+                )
+            )
+        return allocations
+
+    def take_wallet(self, amount: Decimal, *, reference: str, actor: str) -> bool:
+        if self.wallet.balance - amount < -self.wallet.overdraft_limit:
+            return False
+        self.wallet.balance -= amount
+        self.wallet_entries.append(
+            WalletEntry(
+                wallet=self.wallet,
+                amount=-amount,
+                kind=WalletEntry.Kind.DEDUCTION,
+                balance_after=self.wallet.balance,
+                reference=reference,
+                actor=actor,
+            )
+        )
+        return True
+
+    def write(self) -> None:
+        touched = [grant for grant in self.grants if grant.pk in self._touched_grants]
+        if touched:
+            CreditGrant.objects.bulk_update(touched, ["remaining"])
+            CreditEntry.objects.bulk_create(self.credit_entries)
+        if self.wallet_entries:
+            Wallet.objects.filter(pk=self.wallet.pk).update(
+                balance=self.wallet.balance, updated_at=timezone.now()
+            )
+            WalletEntry.objects.bulk_create(self.wallet_entries)

@@ -1,0 +1,452 @@
+"""Ingestion: price, pay for and store usage events, one or a thousand at a time.
+
+A single post is a batch of one: one code path. Per organisation and batch it
+
+1. answers events whose idempotency key is known (duplicate, or 409 conflict when the
+   content differs) and checks what needs no lock (product, dimensions, service type);
+2. in one transaction locks what every event will change, always in the same order —
+   period counters (by key), credit grants (by expiry), the wallet — so two batches can
+   never deadlock and two events can never price the same position;
+3. prices the events in order in memory (tiers, allowances, inclusions move with them) and
+   picks how each is paid: included in the plan, credits, wallet, or charged later;
+4. writes events, billing records, billing events, ledger entries, counters and the daily
+   rollup with set-based statements.
+
+A concurrent twin of an event (same key, other request) makes the insert fail on the unique
+key: the whole transaction rolls back and the batch is run once more, when the twin is seen
+as the duplicate it is. Nothing is ever recorded or charged twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from apps.customers.models import ApiKey, Organization
+from apps.customers.wallets import Funds
+from apps.pricing import selectors as pricing
+from apps.pricing.cost_engine import format_quantity
+from apps.pricing.errors import InvalidUsage, ProductNotFound
+from apps.pricing.models import BillingMethod, Product
+from apps.pricing.periods import MONTH, local_day, period_bounds
+from apps.usage.errors import (
+    IdempotencyConflict,
+    InsufficientCredits,
+    InsufficientWalletBalance,
+    NotIncludedInSubscription,
+)
+from apps.usage.models import (
+    BillingEvent,
+    BillingRecord,
+    BillingStatus,
+    DailyUsage,
+    UsageCounter,
+    UsageEvent,
+)
+from billing_portal.errors import PortalError
+
+ZERO = Decimal(0)
+PAID_AT_ONCE = {
+    BillingMethod.SUBSCRIPTION_INCLUDED: BillingStatus.COMPLETED,
+    BillingMethod.CREDIT_CONSUMPTION: BillingStatus.COMPLETED,
+    BillingMethod.WALLET_DEDUCTION: BillingStatus.COMPLETED,
+    BillingMethod.PAYMENT_CHARGE: BillingStatus.PENDING,
+}
+
+
+@dataclass(frozen=True)
+class EventInput:
+    """One event as a client described it, already checked for shape (``api/parsing``)."""
+
+    idempotency_key: str
+    product_id: str
+    fingerprint: str
+    usage_amount: Decimal | None = None
+    dimensions: dict[str, Decimal] | None = None
+    usage_details: dict = field(default_factory=dict)
+    service_type: str | None = None
+    user_id: str = ""
+    session_id: str = ""
+    billing_method: str | None = None
+    occurred_at: datetime | None = None
+
+
+@dataclass
+class Outcome:
+    ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
+
+    status: str
+    record: BillingRecord | None = None
+    error: PortalError | None = None
+
+
+def fingerprint(content: dict) -> str:
+    """SHA-256 of an event's canonical content (sorted keys, numbers as normalized text)."""
+
+    def normal(value):
+        if isinstance(value, Decimal | int) and not isinstance(value, bool):
+            return format_quantity(Decimal(value))
+        if isinstance(value, dict):
+            return {key: normal(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [normal(item) for item in value]
+        return value
+
+    text = json.dumps(normal(content), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def new_billing_id() -> str:
+    return f"bill_{secrets.token_hex(12)}"
+
+
+@dataclass
+class _Candidate:
+    index: int
+    event: EventInput
+    product: Product
+    sheet: pricing.PriceSheet
+    quantities: dict[str, Decimal]
+    occurred_at: datetime
+    price_keys: dict[str, tuple[str, datetime, datetime]]  # dimension -> counter
+    inclusion_key: tuple[str, datetime, datetime] | None
+
+
+def ingest(
+    *,
+    organization: Organization,
+    events: list[EventInput],
+    api_key: ApiKey | None = None,
+    actor: str = "system",
+) -> list[Outcome]:
+    """Records ``events`` for ``organization``; one outcome per event, in order.
+
+    Guarantees: an accepted event is stored with its billing record, ledger entries and
+    rollup in one transaction; a known key is a duplicate and changes nothing; a rejected
+    event (unknown product, bad dimensions, no price, method that cannot pay) changes
+    nothing and does not consume its key.
+    """
+    try:
+        return _ingest_once(organization, events, api_key, actor)
+    except IntegrityError:
+        # A concurrent request stored one of these keys first; now it is a duplicate.
+        return _ingest_once(organization, events, api_key, actor)
+
+
+def _ingest_once(organization, events, api_key, actor) -> list[Outcome]:
+    now = timezone.now()
+    outcomes: list[Outcome | None] = [None] * len(events)
+    known = dict(
+        UsageEvent.objects.filter(
+            organization=organization,
+            idempotency_key__in={event.idempotency_key for event in events},
+        ).values_list("idempotency_key", "fingerprint")
+    )
+    duplicate_keys: dict[int, str] = {}
+    seen_in_batch: dict[str, str] = {}
+    fresh: list[tuple[int, EventInput]] = []
+    for index, event in enumerate(events):
+        key = event.idempotency_key
+        stored = known.get(key, seen_in_batch.get(key))
+        if stored is None:
+            seen_in_batch[key] = event.fingerprint
+            fresh.append((index, event))
+        elif stored == event.fingerprint:
+            duplicate_keys[index] = key
+        else:
+            outcomes[index] = Outcome(
+                Outcome.REJECTED,
+                error=IdempotencyConflict(details={"idempotency_key": key}),
+            )
+
+    plan = pricing.effective_plan(organization.plan)
+    products = {
+        product.code: product
+        for product in Product.objects.filter(
+            code__in={event.product_id for _, event in fresh}, is_active=True
+        )
+    }
+    sheets: dict[int, pricing.PriceSheet] = {}
+    candidates = []
+    for index, event in fresh:
+        try:
+            candidates.append(_prepare(organization, plan, index, event, now, products, sheets))
+        except PortalError as error:
+            outcomes[index] = Outcome(Outcome.REJECTED, error=error)
+            seen_in_batch.pop(event.idempotency_key, None)
+
+    if candidates:
+        accepted = _price_pay_and_store(organization, candidates, api_key, actor, now)
+        for index, result in accepted.items():
+            outcomes[index] = result
+
+    if duplicate_keys:
+        records = {
+            record.event.idempotency_key: record
+            for record in BillingRecord.objects.select_related("event", "product").filter(
+                organization=organization, event__idempotency_key__in=duplicate_keys.values()
+            )
+        }
+        for index, key in duplicate_keys.items():
+            record = records.get(key)
+            if record is None:  # its twin in this batch was rejected
+                outcomes[index] = Outcome(
+                    Outcome.REJECTED,
+                    error=IdempotencyConflict(
+                        "An earlier event of this batch with this key was rejected.",
+                        details={"idempotency_key": key},
+                    ),
+                )
+            else:
+                outcomes[index] = Outcome(Outcome.DUPLICATE, record=record)
+    return outcomes
+
+
+def _prepare(organization, plan, index, event: EventInput, now, products, sheets) -> _Candidate:
+    product = products.get(event.product_id)
+    if product is None:
+        raise ProductNotFound(details={"product_id": event.product_id})
+    try:
+        quantities = pricing.resolve_quantities(
+            product=product,
+            usage_amount=event.usage_amount,
+            dimensions=event.dimensions,
+            usage_details=event.usage_details,
+        )
+    except ValueError as error:
+        raise InvalidUsage(error.args[0]) from None
+    if event.service_type and event.service_type != product.service_type_id:
+        raise InvalidUsage(
+            {"service_type": f"{product.code} is a {product.service_type_id} product."}
+        )
+    if product.pk not in sheets:
+        sheets[product.pk] = pricing.price_sheet(plan=plan, product=product)
+    sheet = sheets[product.pk]
+    occurred_at = event.occurred_at or now
+    tz = organization.tz
+    month_start, month_end = period_bounds(occurred_at, MONTH, tz)
+    price_keys = {
+        dimension: (f"price:{product.pk}:{dimension}", month_start, month_end)
+        for dimension in quantities
+    }
+    inclusion_key = None
+    if sheet.inclusion is not None:
+        start, end = period_bounds(occurred_at, sheet.inclusion.period, tz)
+        inclusion_key = (f"include:{sheet.inclusion.scope}", start, end)
+    return _Candidate(
+        index, event, product, sheet, quantities, occurred_at, price_keys, inclusion_key
+    )
+
+
+def _price_pay_and_store(organization, candidates, api_key, actor, now) -> dict[int, Outcome]:
+    wanted = {}
+    for candidate in candidates:
+        for key in candidate.price_keys.values():
+            wanted[(key[0], key[1])] = key
+        if candidate.inclusion_key:
+            key = candidate.inclusion_key
+            wanted[(key[0], key[1])] = key
+
+    results: dict[int, Outcome] = {}
+    with transaction.atomic():
+        UsageCounter.objects.bulk_create(
+            [
+                UsageCounter(organization=organization, key=k, period_start=s, period_end=e)
+                for k, s, e in wanted.values()
+            ],
+            ignore_conflicts=True,
+        )
+        counters = {
+            (counter.key, counter.period_start): counter
+            for counter in UsageCounter.objects.select_for_update()
+            .filter(
+                organization=organization,
+                key__in={key for key, _ in wanted},
+                period_start__in={start for _, start in wanted},
+            )
+            .order_by("key", "period_start")
+        }
+        funds = Funds.lock(organization, at=now)
+        changed_counters: set[tuple[str, datetime]] = set()
+
+        events, records = [], []
+        for candidate in candidates:
+            try:
+                record = _price_and_pay(candidate, counters, changed_counters, funds, actor)
+            except PortalError as error:
+                results[candidate.index] = Outcome(Outcome.REJECTED, error=error)
+                continue
+            event = candidate.event
+            events.append(
+                UsageEvent(
+                    organization=organization,
+                    idempotency_key=event.idempotency_key,
+                    fingerprint=event.fingerprint,
+                    product=candidate.product,
+                    service_type=candidate.product.service_type_id,
+                    user_id=event.user_id,
+                    session_id=event.session_id,
+                    api_key=api_key,
+                    quantity=record.usage_amount,
+                    quantities={d: format_quantity(q) for d, q in candidate.quantities.items()},
+                    usage_details=event.usage_details,
+                    occurred_at=candidate.occurred_at,
+                    received_at=now,
+                )
+            )
+            record.organization = organization
+            record.created_at = record.updated_at = now
+            records.append(record)
+            results[candidate.index] = Outcome(Outcome.ACCEPTED, record=record)
+
+        if events:
+            UsageEvent.objects.bulk_create(events)
+            for event, record in zip(events, records, strict=True):
+                record.event = event
+            BillingRecord.objects.bulk_create(records)
+            BillingEvent.objects.bulk_create(
+                BillingEvent(
+                    record=record,
+                    from_status="",
+                    to_status=record.status,
+                    billing_method=record.billing_method,
+                    amount=record.total_amount,
+                    actor=actor,
+                    reason="usage recorded",
+                    created_at=now,
+                )
+                for record in records
+            )
+            funds.write()
+            UsageCounter.objects.bulk_update(
+                [counters[key] for key in changed_counters], ["quantity"]
+            )
+            _bump_daily_usage(organization, records)
+    return results
+
+
+def _price_and_pay(candidate, counters, changed, funds: Funds, actor) -> BillingRecord:
+    """Prices one event at the counters' current position and takes its payment; moves the
+    counters only if it is accepted (raises PortalError otherwise)."""
+    period_to_date = {
+        dimension: counters[(key, start)].quantity
+        for dimension, (key, start, _) in candidate.price_keys.items()
+    }
+    included_used = ZERO
+    if candidate.inclusion_key:
+        included_used = counters[candidate.inclusion_key[:2]].quantity
+    quote = pricing.quote_with_sheet(
+        sheet=candidate.sheet,
+        quantities=candidate.quantities,
+        at=candidate.occurred_at,
+        period_to_date=period_to_date,
+        included_used=included_used,
+    )
+    billing_id = new_billing_id()
+    method = _pay(quote.total, candidate.event.billing_method, funds, billing_id, actor)
+
+    for line in quote.breakdown.lines:
+        key, start, _ = candidate.price_keys[line.dimension]
+        counters[(key, start)].quantity += line.quantity - line.included_quantity
+        changed.add((key, start))
+    if candidate.inclusion_key and quote.breakdown.included_quantity:
+        counters[candidate.inclusion_key[:2]].quantity += quote.breakdown.included_quantity
+        changed.add(candidate.inclusion_key[:2])
+
+    return BillingRecord(
+        billing_id=billing_id,
+        user_id=candidate.event.user_id,
+        product=candidate.product,
+        service_type=candidate.product.service_type_id,
+        usage_amount=quote.quantity,
+        included_quantity=quote.breakdown.included_quantity,
+        unit_price=quote.unit_price,
+        total_amount=quote.total,
+        currency=quote.currency,
+        billing_method=method,
+        status=PAID_AT_ONCE[method],
+        breakdown=[
+            {
+                "dimension": line.dimension,
+                "quantity": format_quantity(line.quantity),
+                "included_quantity": format_quantity(line.included_quantity),
+                "free_quantity": format_quantity(line.free_quantity),
+                "billable_quantity": format_quantity(line.billable_quantity),
+                "unit_price": format_quantity(line.unit_price),
+                "amount": format_quantity(line.amount),
+                "pricing_model": line.pricing_model,
+                "price_rule_id": quote.rule_ids[line.dimension],
+            }
+            for line in quote.breakdown.lines
+        ],
+        occurred_at=candidate.occurred_at,
+    )
+
+
+def _pay(total: Decimal, requested: str | None, funds: Funds, billing_id: str, actor) -> str:
+    """Picks the billing method and takes the money: included (nothing to pay), then
+    credits, then the wallet, then a charge on the period's invoice. A requested method is
+    honoured or refused, never silently replaced."""
+    if total == 0:
+        return BillingMethod.SUBSCRIPTION_INCLUDED  # nothing to pay, whatever was asked
+    details = {"amount": str(total)}
+    if requested == BillingMethod.SUBSCRIPTION_INCLUDED:
+        raise NotIncludedInSubscription(details=details)
+    if requested in (None, BillingMethod.CREDIT_CONSUMPTION):
+        if funds.take_credits(total, reference=billing_id, actor=actor):
+            return BillingMethod.CREDIT_CONSUMPTION
+        if requested:
+            raise InsufficientCredits(details={**details, "credits": str(funds.credit_balance)})
+    if requested in (None, BillingMethod.WALLET_DEDUCTION):
+        if funds.take_wallet(total, reference=billing_id, actor=actor):
+            return BillingMethod.WALLET_DEDUCTION
+        if requested:
+            raise InsufficientWalletBalance(
+                details={**details, "balance": str(funds.wallet_balance)}
+            )
+    return BillingMethod.PAYMENT_CHARGE
+
+
+def _bump_daily_usage(organization: Organization, records: list[BillingRecord]) -> None:
+    """One multi-row upsert that adds this batch to the daily rollup."""
+    tz = organization.tz
+    totals: dict[tuple, list] = defaultdict(lambda: [ZERO, ZERO, 0])
+    for record in records:
+        key = (
+            record.product_id,
+            record.service_type,
+            record.user_id,
+            record.billing_method,
+            local_day(record.occurred_at, tz),
+        )
+        total = totals[key]
+        total[0] += record.usage_amount
+        total[1] += record.total_amount
+        total[2] += 1
+    table = connection.ops.quote_name(DailyUsage._meta.db_table)
+    columns = [
+        "organization_id", "product_id", "service_type", "user_id", "billing_method", "day",
+        "quantity", "cost", "event_count",
+    ]  # fmt: skip
+    rows, params = [], []
+    for (product_id, service_type, user_id, method, day), (quantity, cost, count) in totals.items():
+        rows.append("(" + ", ".join(["%s"] * len(columns)) + ")")
+        params += [organization.pk, product_id, service_type, user_id, method, day, quantity]
+        params += [cost, count]
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(rows)} "
+        "ON CONFLICT (organization_id, product_id, user_id, billing_method, day) DO UPDATE SET "
+        f"quantity = {table}.quantity + excluded.quantity, "
+        f"cost = {table}.cost + excluded.cost, "
+        f"event_count = {table}.event_count + excluded.event_count"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)

@@ -1,0 +1,178 @@
+"""Usage events, their billing records and billing events, period counters and rollups."""
+
+from __future__ import annotations
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.customers.models import ApiKey, Organization
+from apps.pricing.models import BillingMethod, Product
+from billing_portal.ledger import AppendOnlyModel
+
+QUANTITY = {"max_digits": 28, "decimal_places": 12}
+AMOUNT = {"max_digits": 28, "decimal_places": 12}
+
+
+class UsageEvent(models.Model):
+    """One accepted unit of usage; immutable once accepted. ``(organization,
+    idempotency_key)`` is unique: a retried post never records twice."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    idempotency_key = models.CharField(max_length=255)
+    # SHA-256 of the event's canonical content: the same key with other content is a
+    # conflict, not a retry.
+    fingerprint = models.CharField(max_length=64)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    service_type = models.CharField(max_length=64)
+    user_id = models.CharField(max_length=255, blank=True, default="")
+    session_id = models.CharField(max_length=255, blank=True, default="")
+    api_key = models.ForeignKey(
+        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    quantity = models.DecimalField(**QUANTITY)
+    quantities = models.JSONField(default=dict)  # dimension -> quantity (as strings)
+    usage_details = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "idempotency_key"], name="usage_event_idempotent"
+            ),
+            models.CheckConstraint(condition=Q(quantity__gte=0), name="usage_event_quantity"),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "occurred_at"]),
+            models.Index(fields=["organization", "user_id", "occurred_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id}:{self.idempotency_key}"
+
+
+class BillingStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROCESSING = "processing", "Processing"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    REFUNDED = "refunded", "Refunded"
+
+
+class BillingRecord(models.Model):
+    """What one usage event costs and how it is paid (seed 003's billing_records)."""
+
+    billing_id = models.CharField(max_length=40, unique=True)
+    event = models.OneToOneField(
+        UsageEvent, on_delete=models.PROTECT, related_name="billing_record"
+    )
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    user_id = models.CharField(max_length=255, blank=True, default="")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    service_type = models.CharField(max_length=64)
+    usage_amount = models.DecimalField(**QUANTITY)
+    included_quantity = models.DecimalField(**QUANTITY, default=0)
+    # Effective price per unit and full-precision total, as charged: history never changes.
+    unit_price = models.DecimalField(**AMOUNT)
+    total_amount = models.DecimalField(**AMOUNT)
+    currency = models.CharField(max_length=3)
+    billing_method = models.CharField(max_length=32, choices=BillingMethod.choices)
+    status = models.CharField(max_length=16, choices=BillingStatus.choices)
+    # Per dimension: quantity, included, free, billable, unit price, amount, price rule id.
+    breakdown = models.JSONField(default=list)
+    occurred_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(total_amount__gte=0, usage_amount__gte=0),
+                name="billing_record_amounts_not_negative",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "created_at"]),
+            models.Index(fields=["organization", "user_id", "created_at"]),
+            models.Index(fields=["organization", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.billing_id
+
+
+class BillingEvent(AppendOnlyModel):
+    """One transition of a billing record's status (seed 003's billing_events)."""
+
+    record = models.ForeignKey(BillingRecord, on_delete=models.PROTECT, related_name="events")
+    from_status = models.CharField(max_length=16, blank=True, default="")
+    to_status = models.CharField(max_length=16, choices=BillingStatus.choices)
+    billing_method = models.CharField(max_length=32, choices=BillingMethod.choices)
+    amount = models.DecimalField(**AMOUNT, default=0)
+    actor = models.CharField(max_length=255)
+    reason = models.CharField(max_length=500)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["record", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.record_id}: {self.from_status or '∅'} → {self.to_status}"
+
+
+class UsageCounter(models.Model):
+    """What an organisation used of something in one period: the billable units of a
+    product's dimension (for tiers and allowances) or the units of a plan inclusion. The
+    row is locked while an event is priced, so concurrent events never price the same
+    position twice."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)  # "price:<product>:<dimension>", "include:<scope>"
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    quantity = models.DecimalField(**QUANTITY, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "key", "period_start"], name="usage_counter_once"
+            ),
+            models.CheckConstraint(condition=Q(quantity__gte=0), name="usage_counter_quantity"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.period_start:%Y-%m-%d}: {self.quantity}"
+
+
+class DailyUsage(models.Model):
+    """The daily rollup every usage read uses: per organisation, product, end user, day (in
+    the organisation's time zone) and billing method. Kept current at ingestion by upsert."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="+")
+    service_type = models.CharField(max_length=64)
+    user_id = models.CharField(max_length=255, blank=True, default="")
+    billing_method = models.CharField(max_length=32, choices=BillingMethod.choices)
+    day = models.DateField()
+    quantity = models.DecimalField(**QUANTITY, default=0)
+    cost = models.DecimalField(**AMOUNT, default=0)
+    event_count = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "daily usage"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "product", "user_id", "billing_method", "day"],
+                name="daily_usage_once",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "day"]),
+            models.Index(fields=["day"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} {self.product_id} {self.day}"

@@ -1,0 +1,166 @@
+"""Reads of usage and billing: records, and every aggregate from the daily rollup."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+
+from apps.customers.models import Organization
+from apps.usage.models import BillingRecord, BillingStatus, DailyUsage
+
+ZERO = Decimal(0)
+GROUPS = {
+    "service_type": "service_type",
+    "product": "product__code",
+    "user": "user_id",
+    "day": "day",
+    "billing_method": "billing_method",
+}
+
+
+def billing_records(
+    *,
+    organization: Organization | None,
+    user_id: str | None = None,
+    status: str | None = None,
+    service_type: str | None = None,
+    product_code: str | None = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> QuerySet[BillingRecord]:
+    """Records, newest first, filtered; ``end`` is inclusive (a whole day)."""
+    queryset = BillingRecord.objects.select_related("event", "product", "organization")
+    if organization is not None:
+        queryset = queryset.filter(organization=organization)
+    if user_id is not None:
+        queryset = queryset.filter(user_id=user_id)
+    if status:
+        queryset = queryset.filter(status=status)
+    if service_type:
+        queryset = queryset.filter(service_type=service_type)
+    if product_code:
+        queryset = queryset.filter(product__code=product_code)
+    if start:
+        queryset = queryset.filter(created_at__date__gte=start)
+    if end:
+        queryset = queryset.filter(created_at__date__lte=end)
+    return queryset.order_by("-created_at", "-id")
+
+
+def daily_usage(
+    *,
+    organization: Organization | None,
+    start: date | None = None,
+    end: date | None = None,
+    service_type: str | None = None,
+    product_code: str | None = None,
+    user_id: str | None = None,
+) -> QuerySet[DailyUsage]:
+    queryset = DailyUsage.objects.all()
+    if organization is not None:
+        queryset = queryset.filter(organization=organization)
+    if start:
+        queryset = queryset.filter(day__gte=start)
+    if end:
+        queryset = queryset.filter(day__lte=end)
+    if service_type:
+        queryset = queryset.filter(service_type=service_type)
+    if product_code:
+        queryset = queryset.filter(product__code=product_code)
+    if user_id is not None:
+        queryset = queryset.filter(user_id=user_id)
+    return queryset
+
+
+def _totals():
+    return {
+        "quantity": Coalesce(Sum("quantity"), ZERO),
+        "cost": Coalesce(Sum("cost"), ZERO),
+        "events": Coalesce(Sum("event_count"), 0),
+    }
+
+
+def usage_aggregations(*, group_by: list[str], **filters) -> list[dict]:
+    """Totals of quantity, cost and events per group (service type, product, user, day,
+    billing method), largest cost first."""
+    fields = [GROUPS[name] for name in group_by]
+    rows = daily_usage(**filters).values(*fields).annotate(**_totals()).order_by("-cost", *fields)
+    inverse = {field: name for name, field in GROUPS.items()}
+    return [{inverse.get(key, key): value for key, value in row.items()} for row in rows]
+
+
+def usage_trend(*, organization: Organization | None, days: int, today: date, **filters):
+    """One point per day for the last ``days`` days (zeros where nothing was used)."""
+    start = today - timedelta(days=days - 1)
+    rows = {
+        row["day"]: row
+        for row in daily_usage(organization=organization, start=start, end=today, **filters)
+        .values("day")
+        .annotate(**_totals())
+    }
+    points = []
+    for offset in range(days):
+        day = start + timedelta(days=offset)
+        row = rows.get(day, {"quantity": ZERO, "cost": ZERO, "events": 0})
+        points.append(
+            {"day": day, "quantity": row["quantity"], "cost": row["cost"], "events": row["events"]}
+        )
+    return points
+
+
+def top_consumers(*, organization: Organization | None, limit: int = 10, **filters) -> list[dict]:
+    """The end users (within an organisation) or organisations (platform-wide) with the
+    highest cost."""
+    key = "user_id" if organization is not None else "organization__slug"
+    rows = (
+        daily_usage(organization=organization, **filters)
+        .values(key)
+        .annotate(**_totals())
+        .order_by("-cost", key)[:limit]
+    )
+    return [
+        {"consumer": row[key], "quantity": row["quantity"], "cost": row["cost"],
+         "events": row["events"]}
+        for row in rows
+    ]  # fmt: skip
+
+
+def billing_stats(*, organization: Organization | None, start: date, end: date) -> dict:
+    """Seed 003's stats. Revenue, users and organisations come from the daily rollup;
+    record counts by status from the records' (organisation, status) index, since a
+    record's status moves after it was rolled up."""
+    usage = daily_usage(organization=organization, start=start, end=end)
+    by_service = {
+        row["service_type"]: row["cost"]
+        for row in usage.values("service_type").annotate(cost=Coalesce(Sum("cost"), ZERO))
+    }
+    by_method = {
+        row["billing_method"]: row["cost"]
+        for row in usage.values("billing_method").annotate(cost=Coalesce(Sum("cost"), ZERO))
+    }
+    people = usage.aggregate(
+        users=Count("user_id", distinct=True, filter=~Q(user_id="")),
+        organizations=Count("organization", distinct=True),
+    )
+    records = billing_records(organization=organization, start=start, end=end).order_by()
+    counts = records.aggregate(
+        total=Count("id"),
+        **{
+            status: Count("id", filter=Q(status=status))
+            for status in (BillingStatus.PENDING, BillingStatus.COMPLETED, BillingStatus.FAILED)
+        },
+    )
+    return {
+        "total_billing_records": counts["total"],
+        "pending_billing_records": counts[BillingStatus.PENDING],
+        "completed_billing_records": counts[BillingStatus.COMPLETED],
+        "failed_billing_records": counts[BillingStatus.FAILED],
+        "total_revenue": sum(by_service.values(), ZERO),
+        "revenue_by_service": by_service,
+        "revenue_by_method": by_method,
+        "active_users": people["users"],
+        "active_organizations": people["organizations"],
+    }

@@ -1,0 +1,55 @@
+"""Per-key request throttling, a fixed window counter in the cache (Redis in production).
+
+Two cache round trips per request (``add`` then ``incr``, atomic in Redis). When the cache
+is down the throttle lets requests through: it protects capacity, it never decides money —
+deduplication and enforcement live in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.throttling import BaseThrottle
+
+logger = logging.getLogger(__name__)
+
+PERIODS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+
+
+def parse_rate(rate: str | None) -> tuple[int, int] | None:
+    """'6000/min' -> (6000, 60); None or '' -> no limit."""
+    if not rate:
+        return None
+    count, _, period = rate.partition("/")
+    return int(count), PERIODS[period.strip().lower()]
+
+
+class ApiKeyRateThrottle(BaseThrottle):
+    def __init__(self) -> None:
+        self.rate = parse_rate(settings.API_THROTTLE_RATE)
+        self._wait = 0.0
+
+    def allow_request(self, request, view) -> bool:
+        api_key = getattr(request, "auth", None)
+        if self.rate is None or api_key is None:
+            return True
+        limit, window = self.rate
+        now = time.time()
+        window_index = int(now // window)
+        key = f"throttle:{api_key.prefix}:{window}:{window_index}"
+        try:
+            cache.add(key, 0, timeout=window + 1)
+            count = cache.incr(key)
+        except Exception:  # the cache is down: do not turn that into refusals
+            logger.warning("Throttle cache unavailable; request let through", exc_info=True)
+            return True
+        if count > limit:
+            self._wait = (window_index + 1) * window - now
+            return False
+        return True
+
+    def wait(self) -> float:
+        return max(self._wait, 1.0)
