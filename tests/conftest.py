@@ -4,16 +4,10 @@ from django.db import connection
 from billing_portal.celery import app as celery_app
 
 
-def pytest_collection_modifyitems(config, items):
-    # Decided per item at run time (the database is known once Django is set up).
-    for item in items:
-        if item.get_closest_marker("postgres"):
-            item.add_marker(pytest.mark.usefixtures("_require_postgres"))
-
-
-@pytest.fixture
-def _require_postgres():
-    if connection.vendor != "postgresql":
+@pytest.fixture(autouse=True)
+def _postgres_only(request):
+    """Tests marked ``postgres`` need real row locks and concurrent connections."""
+    if request.node.get_closest_marker("postgres") and connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL: set DATABASE_URL (CI does) to run it")
 
 
