@@ -1,10 +1,21 @@
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from apps.customers import services
-from apps.customers.models import ApiKey, Membership, Organization
+from apps.customers import services, wallets
+from apps.customers.models import (
+    ApiKey,
+    CreditEntry,
+    CreditGrant,
+    Membership,
+    Organization,
+    Wallet,
+    WalletEntry,
+)
+from billing_portal.admin_actions import ReasonForm, confirm_and_apply
 
 
 class MembershipInline(admin.TabularInline):
@@ -172,3 +183,107 @@ class ApiKeyAdmin(admin.ModelAdmin):
             services.revoke_api_key(api_key=api_key)
             count += 1
         self.message_user(request, f"{count} key(s) revoked.")
+
+
+# --- wallets and credits ----------------------------------------------------------------
+
+
+class AmountForm(ReasonForm):
+    amount = forms.DecimalField(max_digits=18, decimal_places=4, min_value=Decimal("0.0001"))
+    reference = forms.CharField(
+        required=False, max_length=255, help_text="A payment reference; written at most once."
+    )
+    field_order = ["amount", "reason", "reference"]
+
+
+class GrantForm(ReasonForm):
+    amount = forms.DecimalField(max_digits=18, decimal_places=4, min_value=Decimal("0.0001"))
+    expires_at = forms.DateTimeField(required=False, help_text="Empty: never expires.")
+    field_order = ["amount", "expires_at", "reason"]
+
+
+class ReadOnlyLedgerAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Wallet)
+class WalletAdmin(admin.ModelAdmin):
+    list_display = ["organization", "balance", "currency", "overdraft_limit", "updated_at"]
+    list_select_related = ["organization"]
+    search_fields = ["organization__name", "organization__slug"]
+    readonly_fields = ["organization", "currency", "balance", "updated_at"]
+    actions = ["top_up", "grant_credits"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Top up the selected wallets")
+    def top_up(self, request, queryset):
+        return confirm_and_apply(
+            self, request, queryset, form_class=AmountForm, title="Top up wallets",
+            apply=lambda wallet, data, actor: wallets.top_up_wallet(
+                organization=wallet.organization, amount=data["amount"], actor=actor,
+                reason=data["reason"], reference=data["reference"],
+            ),
+        )  # fmt: skip
+
+    @admin.action(description="Grant credits to the selected wallets' organisations")
+    def grant_credits(self, request, queryset):
+        return confirm_and_apply(
+            self, request, queryset, form_class=GrantForm, title="Grant credits",
+            apply=lambda wallet, data, actor: wallets.grant_credits(
+                organization=wallet.organization, amount=data["amount"], reason=data["reason"],
+                granted_by=actor, expires_at=data["expires_at"],
+            ),
+        )  # fmt: skip
+
+
+@admin.register(WalletEntry)
+class WalletEntryAdmin(ReadOnlyLedgerAdmin):
+    list_display = ["created_at", "wallet", "kind", "amount", "balance_after", "reference",
+                    "actor", "reason"]  # fmt: skip
+    list_filter = ["kind"]
+    list_select_related = ["wallet__organization"]
+    search_fields = ["=reference", "wallet__organization__slug", "actor"]
+    date_hierarchy = "created_at"
+
+
+class CreditEntryInline(admin.TabularInline):
+    model = CreditEntry
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "kind", "amount", "reference", "actor"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CreditGrant)
+class CreditGrantAdmin(ReadOnlyLedgerAdmin):
+    list_display = ["organization", "amount", "remaining", "currency", "expires_at", "reason",
+                    "granted_by", "created_at"]  # fmt: skip
+    list_filter = ["currency"]
+    list_select_related = ["organization"]
+    search_fields = ["organization__slug", "reason", "=reference"]
+    date_hierarchy = "created_at"
+    inlines = [CreditEntryInline]
+
+
+@admin.register(CreditEntry)
+class CreditEntryAdmin(ReadOnlyLedgerAdmin):
+    list_display = ["created_at", "grant", "kind", "amount", "reference", "actor"]
+    list_filter = ["kind"]
+    list_select_related = ["grant__organization"]
+    search_fields = ["=reference", "grant__organization__slug"]
+    date_hierarchy = "created_at"

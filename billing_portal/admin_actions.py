@@ -1,0 +1,58 @@
+"""Admin actions that ask for details (an amount, a reason) on a confirmation page first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from billing_portal.errors import PortalError
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=500)
+
+
+def confirm_and_apply(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet,
+    *,
+    form_class: type[forms.Form],
+    title: str,
+    apply: Callable[[object, dict, str], None],
+) -> HttpResponse | None:
+    """Shows ``form_class`` for the selected rows; on confirmation calls ``apply(row,
+    cleaned_data, actor)`` for each and reports what succeeded and what was refused."""
+    if "apply" in request.POST:
+        form = form_class(request.POST)
+        if form.is_valid():
+            actor = f"staff:{request.user.get_username()}"
+            done, refused = 0, []
+            for obj in queryset:
+                try:
+                    apply(obj, form.cleaned_data, actor)
+                    done += 1
+                except PortalError as error:
+                    refused.append(f"{obj}: {error.message}")
+            modeladmin.message_user(request, f"{title}: {done} done.", messages.SUCCESS)
+            for line in refused:
+                modeladmin.message_user(request, line, messages.ERROR)
+            return None
+    else:
+        form = form_class()
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "opts": modeladmin.model._meta,
+        "queryset": queryset,
+        "form": form,
+        "action": request.POST.get("action"),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(request, "admin/action_confirmation.html", context)
