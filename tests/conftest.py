@@ -22,11 +22,16 @@ def _eager_celery():
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
+    """Every test starts with empty caches (the database of the last one is gone)."""
     from django.core.cache import cache
 
+    from apps.pricing.selectors import forget_local_generation
+
     cache.clear()
+    forget_local_generation()
     yield
     cache.clear()
+    forget_local_generation()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ def api_key_for_raw_key(raw_key: str) -> ApiKey | None:
     prefix = ApiKey.prefix_of(raw_key)
     if prefix is None:
         return None
-    api_key = ApiKey.objects.select_related("organization").filter(prefix=prefix).first()
+    api_key = ApiKey.objects.select_related("organization__plan").filter(prefix=prefix).first()
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, ApiKey.hash_key(raw_key)):
         return None
     return api_key

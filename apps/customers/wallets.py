@@ -192,7 +192,8 @@ def refund_credits(
     entries = []
     for grant in CreditGrant.objects.select_for_update().filter(pk__in=allocations).order_by("pk"):
         amount = allocations[grant.pk]
-        CreditGrant.objects.filter(pk=grant.pk).update(remaining=F("remaining") + amount)
+        # Added here, in Decimal, under the lock (SQLite would add in floating point).
+        CreditGrant.objects.filter(pk=grant.pk).update(remaining=grant.remaining + amount)
         entries.append(
             CreditEntry.objects.create(
                 grant=grant,

@@ -266,7 +266,13 @@ def price_event(
     free_part = CONTEXT.subtract(free_after, free_before)
     billable = CONTEXT.subtract(priced, free_part)
 
-    amount = max(ZERO, CONTEXT.subtract(period_total(terms, after), period_total(terms, before)))
+    if terms.model == PricingModel.PER_UNIT:
+        # Linear: the difference of the period totals is the billable units at the price.
+        amount = CONTEXT.multiply(billable, terms.unit_price)
+    else:
+        amount = max(
+            ZERO, CONTEXT.subtract(period_total(terms, after), period_total(terms, before))
+        )
     if billable > 0:
         unit_price = CONTEXT.divide(amount, billable)
     else:

@@ -9,6 +9,9 @@ invalidation ever be missed.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +26,8 @@ from apps.pricing import cost_engine as engine
 from apps.pricing.cost_engine import CostBreakdown, Terms, Tier
 from apps.pricing.errors import InvalidUsage, PriceNotConfigured, ProductNotFound
 from apps.pricing.models import BillingMethod, IncludedQuota, Plan, PriceRule, Product
+
+logger = logging.getLogger(__name__)
 
 GENERATION_KEY = "pricing:generation"
 SHEET_TTL_SECONDS = 60
@@ -129,13 +134,35 @@ class Quote:
 # --- catalog lookups ---------------------------------------------------------------------
 
 
+# Each process also keeps the sheets of the current generation in memory, and looks the
+# generation up at most once a second: a catalog change reaches every process within a
+# second, and the hot path pays no cache round trip for prices.
+GENERATION_RECHECK_SECONDS = 1.0
+_local = threading.local()
+
+
 def catalog_generation() -> str:
-    generation = cache.get(GENERATION_KEY)
-    if generation is None:
-        generation = uuid.uuid4().hex
-        cache.add(GENERATION_KEY, generation, timeout=None)
-        generation = cache.get(GENERATION_KEY, generation)
+    now = time.monotonic()
+    memo = getattr(_local, "generation", None)
+    if memo is not None and now - memo[1] < GENERATION_RECHECK_SECONDS:
+        return memo[0]
+    try:
+        generation = cache.get(GENERATION_KEY)
+        if generation is None:
+            cache.add(GENERATION_KEY, uuid.uuid4().hex, timeout=None)
+            generation = cache.get(GENERATION_KEY)
+    except Exception:  # the cache is down: price from the database, remember nothing
+        logger.warning("Pricing cache unavailable; reading prices from the database")
+        return uuid.uuid4().hex
+    if memo is None or memo[0] != generation:
+        _local.sheets = {}
+    _local.generation = (generation, now)
     return generation
+
+
+def forget_local_generation() -> None:
+    """Makes this process look the generation up again at once (after its own change)."""
+    _local.generation = None
 
 
 def product_by_code(code: str, *, active_only: bool = True) -> Product:
@@ -221,11 +248,23 @@ def _load_sheet(*, plan: Plan | None, product: Product) -> PriceSheet:
 
 
 def price_sheet(*, plan: Plan | None, product: Product) -> PriceSheet:
-    key = f"pricing:{catalog_generation()}:sheet:{plan.pk if plan else 0}:{product.pk}"
-    sheet = cache.get(key)
+    generation = catalog_generation()
+    key = f"pricing:{generation}:sheet:{plan.pk if plan else 0}:{product.pk}"
+    local = getattr(_local, "sheets", None)
+    if local is not None and key in local:
+        return local[key]
+    try:
+        sheet = cache.get(key)
+    except Exception:
+        sheet = None
     if sheet is None:
         sheet = _load_sheet(plan=plan, product=product)
-        cache.set(key, sheet, timeout=SHEET_TTL_SECONDS)
+        try:
+            cache.set(key, sheet, timeout=SHEET_TTL_SECONDS)
+        except Exception:
+            logger.warning("Pricing cache unavailable; sheet not cached")
+    if local is not None:
+        local[key] = sheet
     return sheet
 
 

@@ -24,13 +24,14 @@ from apps.pricing.models import (
     Product,
     ServiceType,
 )
-from apps.pricing.selectors import GENERATION_KEY
+from apps.pricing.selectors import GENERATION_KEY, forget_local_generation
 
 ZERO = Decimal(0)
 
 
 def _new_generation() -> None:
     cache.set(GENERATION_KEY, uuid.uuid4().hex, timeout=None)
+    forget_local_generation()
 
 
 def invalidate_pricing_cache() -> None:

@@ -33,10 +33,11 @@ from django.utils import timezone
 from apps.customers.models import ApiKey, Organization
 from apps.customers.wallets import Funds
 from apps.pricing import selectors as pricing
-from apps.pricing.cost_engine import format_quantity
-from apps.pricing.errors import InvalidUsage, ProductNotFound
+from apps.pricing.cost_engine import PricingModel, format_quantity
+from apps.pricing.errors import InvalidUsage, PriceNotConfigured, ProductNotFound
 from apps.pricing.models import BillingMethod, Product
 from apps.pricing.periods import MONTH, local_day, period_bounds
+from apps.usage import bulk
 from apps.usage.errors import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -135,21 +136,26 @@ def ingest(
     nothing and does not consume its key.
     """
     try:
-        return _ingest_once(organization, events, api_key, actor)
+        return _ingest_once(organization, events, api_key, actor, retry=False)
     except IntegrityError:
         # A concurrent request stored one of these keys first; now it is a duplicate.
-        return _ingest_once(organization, events, api_key, actor)
+        return _ingest_once(organization, events, api_key, actor, retry=True)
 
 
-def _ingest_once(organization, events, api_key, actor) -> list[Outcome]:
+def _ingest_once(organization, events, api_key, actor, *, retry: bool) -> Outcomes:
     now = timezone.now()
     outcomes: list[Outcome | None] = [None] * len(events)
-    known = dict(
-        UsageEvent.objects.filter(
-            organization=organization,
-            idempotency_key__in={event.idempotency_key for event in events},
-        ).values_list("idempotency_key", "fingerprint")
-    )
+    # A single event goes straight to the insert: a known key fails it on the unique
+    # constraint and the retry (``ingest``) then finds it here. A batch looks first, since a
+    # retried batch would otherwise roll back every time.
+    known = {}
+    if len(events) > 1 or retry:
+        known = dict(
+            UsageEvent.objects.filter(
+                organization=organization,
+                idempotency_key__in={event.idempotency_key for event in events},
+            ).values_list("idempotency_key", "fingerprint")
+        )
     duplicate_keys: dict[int, str] = {}
     seen_in_batch: dict[str, str] = {}
     fresh: list[tuple[int, EventInput]] = []
@@ -183,8 +189,9 @@ def _ingest_once(organization, events, api_key, actor) -> list[Outcome]:
             outcomes[index] = Outcome(Outcome.REJECTED, error=error)
             seen_in_batch.pop(event.idempotency_key, None)
 
+    balances = (None, None)
     if candidates:
-        accepted = _price_pay_and_store(organization, candidates, api_key, actor, now)
+        accepted, balances = _price_pay_and_store(organization, candidates, api_key, actor, now)
         for index, result in accepted.items():
             outcomes[index] = result
 
@@ -207,7 +214,9 @@ def _ingest_once(organization, events, api_key, actor) -> list[Outcome]:
                 )
             else:
                 outcomes[index] = Outcome(Outcome.DUPLICATE, record=record)
-    return outcomes
+    result = Outcomes(outcomes)
+    result.wallet_balance, result.credit_balance = balances
+    return result
 
 
 def _prepare(organization, plan, index, event: EventInput, now, products, sheets) -> _Candidate:
@@ -233,10 +242,18 @@ def _prepare(organization, plan, index, event: EventInput, now, products, sheets
     occurred_at = event.occurred_at or now
     tz = organization.tz
     month_start, month_end = period_bounds(occurred_at, MONTH, tz)
-    price_keys = {
-        dimension: (f"price:{product.pk}:{dimension}", month_start, month_end)
-        for dimension in quantities
-    }
+    price_keys = {}
+    for dimension in quantities:
+        version = sheet.rule_at(dimension, occurred_at)
+        if version is None:
+            raise PriceNotConfigured(
+                f"No price for {product.code} ({dimension}) on this plan.",
+                details={"product_id": product.code, "dimension": dimension},
+            )
+        terms = version.terms
+        if terms.model != PricingModel.PER_UNIT or terms.free_allowance > 0:
+            # The price depends on what the period used before: keep count, under a lock.
+            price_keys[dimension] = (f"price:{product.pk}:{dimension}", month_start, month_end)
     inclusion_key = None
     if sheet.inclusion is not None:
         start, end = period_bounds(occurred_at, sheet.inclusion.period, tz)
@@ -246,25 +263,26 @@ def _prepare(organization, plan, index, event: EventInput, now, products, sheets
     )
 
 
-def _price_pay_and_store(organization, candidates, api_key, actor, now) -> dict[int, Outcome]:
-    wanted = {}
-    for candidate in candidates:
-        for key in candidate.price_keys.values():
-            wanted[(key[0], key[1])] = key
-        if candidate.inclusion_key:
-            key = candidate.inclusion_key
-            wanted[(key[0], key[1])] = key
-
-    results: dict[int, Outcome] = {}
-    with transaction.atomic():
-        UsageCounter.objects.bulk_create(
-            [
-                UsageCounter(organization=organization, key=k, period_start=s, period_end=e)
-                for k, s, e in wanted.values()
-            ],
-            ignore_conflicts=True,
+def _funds_available(organization: Organization, at: datetime) -> tuple[Decimal, Decimal, Decimal]:
+    """(wallet balance, overdraft limit, usable credits), read without locks: only to know
+    whether locking the funds is worth it. Money is only ever taken under the lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT balance FROM customers_wallet WHERE organization_id = %s),"
+            " (SELECT overdraft_limit FROM customers_wallet WHERE organization_id = %s),"
+            " (SELECT SUM(remaining) FROM customers_creditgrant WHERE organization_id = %s"
+            " AND remaining > 0 AND (expires_at IS NULL OR expires_at > %s))",
+            [organization.pk, organization.pk, organization.pk, at],
         )
-        counters = {
+        balance, overdraft, credits = cursor.fetchone()
+    return Decimal(balance or 0), Decimal(overdraft or 0), Decimal(credits or 0)
+
+
+def _lock_counters(organization, wanted: dict) -> dict:
+    """Locks the counters in ``wanted`` (creating missing ones), in key order."""
+
+    def select():
+        return {
             (counter.key, counter.period_start): counter
             for counter in UsageCounter.objects.select_for_update()
             .filter(
@@ -274,7 +292,71 @@ def _price_pay_and_store(organization, candidates, api_key, actor, now) -> dict[
             )
             .order_by("key", "period_start")
         }
-        funds = Funds.lock(organization, at=now)
+
+    counters = select()
+    missing = [key for key in wanted if key not in counters]
+    if missing:
+        UsageCounter.objects.bulk_create(
+            [
+                UsageCounter(organization=organization, key=k, period_start=s, period_end=e)
+                for k, s, e in (wanted[key] for key in missing)
+            ],
+            ignore_conflicts=True,
+        )
+        counters = select()
+    return counters
+
+
+class Outcomes(list):
+    """The outcomes, plus the balances the organisation was left with."""
+
+    wallet_balance: Decimal | None = None
+    credit_balance: Decimal | None = None
+
+
+def _price_pay_and_store(
+    organization, candidates, api_key, actor, now
+) -> tuple[dict[int, Outcome], tuple[Decimal, Decimal]]:
+    # Counters are needed where the price depends on the position in the period (tiers,
+    # allowances, packages) and for inclusions not yet used up; a used-up inclusion only
+    # grows until its period ends, so it is read once, without a lock.
+    wanted = {}
+    for candidate in candidates:
+        for key in candidate.price_keys.values():
+            wanted[(key[0], key[1])] = key
+        if candidate.inclusion_key:
+            key = candidate.inclusion_key
+            wanted[(key[0], key[1])] = key
+    used_up: dict[tuple[str, datetime], Decimal] = {}
+    inclusion_keys = {c.inclusion_key[:2]: c.sheet.inclusion.quantity for c in candidates
+                      if c.inclusion_key}  # fmt: skip
+    if inclusion_keys:
+        for counter in UsageCounter.objects.filter(
+            organization=organization,
+            key__in={key for key, _ in inclusion_keys},
+            period_start__in={start for _, start in inclusion_keys},
+        ):
+            identity = (counter.key, counter.period_start)
+            if identity in inclusion_keys and counter.quantity >= inclusion_keys[identity]:
+                used_up[identity] = counter.quantity
+                wanted.pop(identity, None)
+    balance, overdraft, credits = _funds_available(organization, now)
+    funds_wanted = (
+        balance + overdraft > 0
+        or credits > 0
+        or any(
+            c.event.billing_method
+            in (BillingMethod.WALLET_DEDUCTION, BillingMethod.CREDIT_CONSUMPTION)
+            for c in candidates
+        )
+    )
+
+    results: dict[int, Outcome] = {}
+    with transaction.atomic():
+        counters = _lock_counters(organization, wanted) if wanted else {}
+        for identity, quantity in used_up.items():
+            counters[identity] = UsageCounter(quantity=quantity)  # read-only stand-in
+        funds = _LazyFunds(organization, now, enabled=funds_wanted)
         changed_counters: set[tuple[str, datetime]] = set()
 
         events, records = [], []
@@ -308,11 +390,7 @@ def _price_pay_and_store(organization, candidates, api_key, actor, now) -> dict[
             results[candidate.index] = Outcome(Outcome.ACCEPTED, record=record)
 
         if events:
-            UsageEvent.objects.bulk_create(events)
-            for event, record in zip(events, records, strict=True):
-                record.event = event
-            BillingRecord.objects.bulk_create(records)
-            BillingEvent.objects.bulk_create(
+            billing_events = [
                 BillingEvent(
                     record=record,
                     from_status="",
@@ -324,13 +402,66 @@ def _price_pay_and_store(organization, candidates, api_key, actor, now) -> dict[
                     created_at=now,
                 )
                 for record in records
-            )
+            ]
+            if len(events) == 1:
+                bulk.insert_single_event(events[0], records[0], billing_events[0])
+            else:
+                bulk.insert(UsageEvent, events)
+                for event, record in zip(events, records, strict=True):
+                    record.event = event
+                bulk.insert(BillingRecord, records)
+                for billing_event, record in zip(billing_events, records, strict=True):
+                    billing_event.record = record
+                bulk.insert(BillingEvent, billing_events)
             funds.write()
-            UsageCounter.objects.bulk_update(
-                [counters[key] for key in changed_counters], ["quantity"]
-            )
+            if changed_counters:
+                UsageCounter.objects.bulk_update(
+                    [counters[key] for key in changed_counters], ["quantity"]
+                )
             _bump_daily_usage(organization, records)
-    return results
+    if funds.locked:
+        return results, (funds.wallet_balance, funds.credit_balance)
+    return results, (balance, credits)
+
+
+class _LazyFunds:
+    """The organisation's funds, locked the first time an event has something to pay and
+    only if there is anything to take from (or a method that insists)."""
+
+    def __init__(self, organization, at, *, enabled: bool) -> None:
+        self.organization, self.at, self.enabled = organization, at, enabled
+        self._funds: Funds | None = None
+
+    @property
+    def locked(self) -> bool:
+        return self._funds is not None
+
+    def _get(self) -> Funds | None:
+        if self._funds is None and self.enabled:
+            self._funds = Funds.lock(self.organization, at=self.at)
+        return self._funds
+
+    def take_credits(self, amount, **kwargs) -> bool:
+        funds = self._get()
+        return bool(funds and funds.take_credits(amount, **kwargs))
+
+    def take_wallet(self, amount, **kwargs) -> bool:
+        funds = self._get()
+        return bool(funds and funds.take_wallet(amount, **kwargs))
+
+    @property
+    def credit_balance(self) -> Decimal:
+        funds = self._get()
+        return funds.credit_balance if funds else ZERO
+
+    @property
+    def wallet_balance(self) -> Decimal:
+        funds = self._get()
+        return funds.wallet_balance if funds else ZERO
+
+    def write(self) -> None:
+        if self._funds is not None:
+            self._funds.write()
 
 
 def _price_and_pay(candidate, counters, changed, funds: Funds, actor) -> BillingRecord:
@@ -339,7 +470,7 @@ def _price_and_pay(candidate, counters, changed, funds: Funds, actor) -> Billing
     period_to_date = {
         dimension: counters[(key, start)].quantity
         for dimension, (key, start, _) in candidate.price_keys.items()
-    }
+    }  # dimensions priced the same wherever they fall need no count
     included_used = ZERO
     if candidate.inclusion_key:
         included_used = counters[candidate.inclusion_key[:2]].quantity
@@ -354,9 +485,10 @@ def _price_and_pay(candidate, counters, changed, funds: Funds, actor) -> Billing
     method = _pay(quote.total, candidate.event.billing_method, funds, billing_id, actor)
 
     for line in quote.breakdown.lines:
-        key, start, _ = candidate.price_keys[line.dimension]
-        counters[(key, start)].quantity += line.quantity - line.included_quantity
-        changed.add((key, start))
+        if line.dimension in candidate.price_keys:
+            key, start, _ = candidate.price_keys[line.dimension]
+            counters[(key, start)].quantity += line.quantity - line.included_quantity
+            changed.add((key, start))
     if candidate.inclusion_key and quote.breakdown.included_quantity:
         counters[candidate.inclusion_key[:2]].quantity += quote.breakdown.included_quantity
         changed.add(candidate.inclusion_key[:2])

@@ -1,6 +1,6 @@
 """Per-key request throttling, a fixed window counter in the cache (Redis in production).
 
-Two cache round trips per request (``add`` then ``incr``, atomic in Redis). When the cache
+One cache round trip per request (``incr``, atomic in Redis; ``add`` opens a window). When the cache
 is down the throttle lets requests through: it protects capacity, it never decides money —
 deduplication and enforcement live in the database.
 """
@@ -41,8 +41,10 @@ class ApiKeyRateThrottle(BaseThrottle):
         window_index = int(now // window)
         key = f"throttle:{api_key.prefix}:{window}:{window_index}"
         try:
-            cache.add(key, 0, timeout=window + 1)
-            count = cache.incr(key)
+            try:
+                count = cache.incr(key)  # one round trip once the window has begun
+            except ValueError:
+                count = 1 if cache.add(key, 1, timeout=window + 1) else cache.incr(key)
         except Exception:  # the cache is down: do not turn that into refusals
             logger.warning("Throttle cache unavailable; request let through", exc_info=True)
             return True

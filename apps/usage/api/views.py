@@ -79,12 +79,13 @@ class UsageRecordApi(APIView):
         event = parse_event(
             request.data, header_key=request.headers.get("Idempotency-Key"), now=timezone.now()
         )
-        (outcome,) = ingest(
+        outcomes = ingest(
             organization=organization,
             events=[event],
             api_key=request.auth,
             actor=actor_of(request.auth),
         )
+        outcome = outcomes[0]
         if outcome.status == Outcome.REJECTED:
             raise outcome.error
         body = {
@@ -93,8 +94,8 @@ class UsageRecordApi(APIView):
             **present_record(outcome.record, organization_slug=organization.slug),
             "total_cost": format_amount(outcome.record.total_amount, outcome.record.currency),
             **present_balances(
-                wallet=wallets.wallet_balance(organization),
-                credits=wallets.credit_balance(organization),
+                wallet=_known(outcomes.wallet_balance, wallets.wallet_balance, organization),
+                credits=_known(outcomes.credit_balance, wallets.credit_balance, organization),
                 currency=outcome.record.currency,
             ),
         }
@@ -199,6 +200,10 @@ class UsageBatchApi(APIView):
                 "results": results,
             }
         )
+
+
+def _known(value, read, organization):
+    return value if value is not None else read(organization)
 
 
 def _rejected(index: int, raw, error: PortalError) -> dict:

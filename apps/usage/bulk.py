@@ -1,0 +1,97 @@
+"""Set-based inserts for ingestion: COPY on PostgreSQL, bulk_create elsewhere.
+
+Django's bulk_create on PostgreSQL sends every column as an array through UNNEST, which for
+a thousand text-heavy rows costs more Python time than the database spends storing them.
+COPY takes the rows as they are; their ids come from the table's sequence in the same
+round trip budget (one ``nextval`` query for all of them).
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, models
+
+COPY_THRESHOLD = 20  # fewer rows: one plain INSERT is as quick
+
+
+def _column_values(instance: models.Model, fields: list[models.Field]) -> tuple:
+    values = []
+    for field in fields:
+        value = getattr(instance, field.attname)
+        if isinstance(field, models.JSONField):
+            value = json.dumps(value, cls=field.encoder or DjangoJSONEncoder)
+        values.append(value)
+    return tuple(values)
+
+
+def insert(model: type[models.Model], instances: list[models.Model]) -> None:
+    """Inserts ``instances`` (unsaved) and sets their primary keys."""
+    if not instances:
+        return
+    if connection.vendor != "postgresql" or len(instances) < COPY_THRESHOLD:
+        model.objects.bulk_create(instances)
+        return
+    meta = model._meta
+    table = connection.ops.quote_name(meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [meta.db_table, meta.pk.column, len(instances)],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        for instance, pk in zip(instances, ids, strict=True):
+            instance.pk = pk
+            instance._state.adding = False
+        fields = list(meta.concrete_fields)
+        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for instance in instances:
+                copy.write_row(_column_values(instance, fields))
+
+
+def insert_single_event(event, record, billing_event) -> None:
+    """One usage event, its billing record and its first billing event in a single
+    statement on PostgreSQL (one round trip instead of three); elsewhere one at a time."""
+    if connection.vendor != "postgresql":
+        event.save(force_insert=True)
+        record.event = event
+        record.save(force_insert=True)
+        billing_event.record = record
+        billing_event.save()
+        return
+    parts, params = [], []
+    ctes = []
+    for alias, instance, link in (
+        ("e", event, None),
+        ("r", record, ("event_id", "e")),
+        ("b", billing_event, ("record_id", "r")),
+    ):
+        meta = type(instance)._meta
+        fields = [f for f in meta.concrete_fields if not f.primary_key]
+        columns, values = [], []
+        for field, value in zip(fields, _column_values(instance, fields), strict=True):
+            columns.append(connection.ops.quote_name(field.column))
+            if link and field.column == link[0]:
+                values.append(f"(SELECT id FROM {link[1]})")
+            else:
+                values.append("%s")
+                params.append(value)
+        table = connection.ops.quote_name(meta.db_table)
+        statement = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values)}) RETURNING id"
+        )
+        ctes.append((alias, statement))
+    parts = [f"{alias} AS ({statement})" for alias, statement in ctes]
+    sql = (
+        "WITH " + ", ".join(parts) + " SELECT (SELECT id FROM e), (SELECT id FROM r), "
+        "(SELECT id FROM b)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        event.pk, record.pk, billing_event.pk = cursor.fetchone()
+    for instance in (event, record, billing_event):
+        instance._state.adding = False
+    record.event = event
+    billing_event.record = record
