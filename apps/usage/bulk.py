@@ -51,15 +51,20 @@ def insert(model: type[models.Model], instances: list[models.Model]) -> None:
                 copy.write_row(_column_values(instance, fields))
 
 
-def insert_single_event(event, record, billing_event) -> None:
+def insert_single_event(event, record, billing_event, also: tuple[str, list] | None = None) -> None:
     """One usage event, its billing record and its first billing event in a single
-    statement on PostgreSQL (one round trip instead of three); elsewhere one at a time."""
+    statement on PostgreSQL (one round trip instead of three), with ``also`` (SQL and
+    parameters of one more data-modifying statement) in the same statement; elsewhere one
+    at a time (``also`` then runs after them)."""
     if connection.vendor != "postgresql":
         event.save(force_insert=True)
         record.event = event
         record.save(force_insert=True)
         billing_event.record = record
         billing_event.save()
+        if also is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(*also)
         return
     parts, params = [], []
     ctes = []
@@ -84,6 +89,9 @@ def insert_single_event(event, record, billing_event) -> None:
         )
         ctes.append((alias, statement))
     parts = [f"{alias} AS ({statement})" for alias, statement in ctes]
+    if also is not None:
+        parts.append(f"x AS ({also[0]} RETURNING 1)")
+        params.extend(also[1])
     sql = (
         "WITH " + ", ".join(parts) + " SELECT (SELECT id FROM e), (SELECT id FROM r), "
         "(SELECT id FROM b)"

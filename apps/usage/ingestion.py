@@ -23,6 +23,7 @@ import hashlib
 import json
 import secrets
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -352,7 +353,16 @@ def _price_pay_and_store(
     )
 
     results: dict[int, Outcome] = {}
-    with transaction.atomic():
+    # One event that locks nothing (its price and inclusion cannot move, no money to take)
+    # is written by one statement, atomic by itself: no BEGIN/COMMIT round trips.
+    one_statement = (
+        connection.vendor == "postgresql"
+        and not connection.in_atomic_block  # a failed statement must not abort a caller's
+        and len(candidates) == 1
+        and not wanted
+        and not funds_wanted
+    )
+    with nullcontext() if one_statement else transaction.atomic():
         counters = _lock_counters(organization, wanted) if wanted else {}
         for identity, quantity in used_up.items():
             counters[identity] = UsageCounter(quantity=quantity)  # read-only stand-in
@@ -403,7 +413,14 @@ def _price_pay_and_store(
                 )
                 for record in records
             ]
-            if len(events) == 1:
+            if one_statement:
+                bulk.insert_single_event(
+                    events[0],
+                    records[0],
+                    billing_events[0],
+                    also=daily_usage_upsert(organization, records),
+                )
+            elif len(events) == 1:
                 bulk.insert_single_event(events[0], records[0], billing_events[0])
             else:
                 bulk.insert(UsageEvent, events)
@@ -418,7 +435,8 @@ def _price_pay_and_store(
                 UsageCounter.objects.bulk_update(
                     [counters[key] for key in changed_counters], ["quantity"]
                 )
-            _bump_daily_usage(organization, records)
+            if not one_statement:
+                _bump_daily_usage(organization, records)
     if funds.locked:
         return results, (funds.wallet_balance, funds.credit_balance)
     return results, (balance, credits)
@@ -549,6 +567,15 @@ def _pay(total: Decimal, requested: str | None, funds: Funds, billing_id: str, a
 
 def _bump_daily_usage(organization: Organization, records: list[BillingRecord]) -> None:
     """One multi-row upsert that adds this batch to the daily rollup."""
+    sql, params = daily_usage_upsert(organization, records)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def daily_usage_upsert(
+    organization: Organization, records: list[BillingRecord]
+) -> tuple[str, list]:
+    """The upsert (SQL and parameters) that adds ``records`` to the daily rollup."""
     tz = organization.tz
     totals: dict[tuple, list] = defaultdict(lambda: [ZERO, ZERO, 0])
     for record in records:
@@ -580,5 +607,4 @@ def _bump_daily_usage(organization: Organization, records: list[BillingRecord]) 
         f"cost = {table}.cost + excluded.cost, "
         f"event_count = {table}.event_count + excluded.event_count"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    return sql, params
