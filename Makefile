@@ -12,7 +12,7 @@ ifeq ($(UV),)
 UV := python3 -m uv
 endif
 
-.PHONY: setup run test lint format migrate demo worker beat clean
+.PHONY: setup run test lint format migrate demo worker beat bench clean
 
 setup: .venv/.synced
 
@@ -51,6 +51,11 @@ worker: setup
 
 beat: setup
 	.venv/bin/celery -A billing_portal beat --loglevel=INFO
+
+# Ingestion benchmark on PostgreSQL + Redis (see bench/ingest.py): prints events/s, latency
+# percentiles and the raw INSERT/COPY baseline measured in the same run.
+bench: setup
+	$(PY) bench/ingest.py
 
 clean:
 	rm -rf .venv db.sqlite3 db.sqlite3-journal db.sqlite3-wal db.sqlite3-shm staticfiles
