@@ -14,6 +14,19 @@ from django.template.response import TemplateResponse
 from billing_portal.errors import PortalError
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Ledgers and facts: staff read them; corrections are actions that add rows."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class ReasonForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=500)
 

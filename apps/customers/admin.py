@@ -15,7 +15,7 @@ from apps.customers.models import (
     Wallet,
     WalletEntry,
 )
-from billing_portal.admin_actions import ReasonForm, confirm_and_apply
+from billing_portal.admin_actions import ReadOnlyAdmin, ReasonForm, confirm_and_apply
 
 
 class MembershipInline(admin.TabularInline):
@@ -202,17 +202,6 @@ class GrantForm(ReasonForm):
     field_order = ["amount", "expires_at", "reason"]
 
 
-class ReadOnlyLedgerAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Wallet)
 class WalletAdmin(admin.ModelAdmin):
     list_display = ["organization", "balance", "currency", "overdraft_limit", "updated_at"]
@@ -249,7 +238,7 @@ class WalletAdmin(admin.ModelAdmin):
 
 
 @admin.register(WalletEntry)
-class WalletEntryAdmin(ReadOnlyLedgerAdmin):
+class WalletEntryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "wallet", "kind", "amount", "balance_after", "reference",
                     "actor", "reason"]  # fmt: skip
     list_filter = ["kind"]
@@ -270,7 +259,7 @@ class CreditEntryInline(admin.TabularInline):
 
 
 @admin.register(CreditGrant)
-class CreditGrantAdmin(ReadOnlyLedgerAdmin):
+class CreditGrantAdmin(ReadOnlyAdmin):
     list_display = ["organization", "amount", "remaining", "currency", "expires_at", "reason",
                     "granted_by", "created_at"]  # fmt: skip
     list_filter = ["currency"]
@@ -281,7 +270,7 @@ class CreditGrantAdmin(ReadOnlyLedgerAdmin):
 
 
 @admin.register(CreditEntry)
-class CreditEntryAdmin(ReadOnlyLedgerAdmin):
+class CreditEntryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "grant", "kind", "amount", "reference", "actor"]
     list_filter = ["kind"]
     list_select_related = ["grant__organization"]

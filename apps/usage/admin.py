@@ -2,20 +2,7 @@ from django.contrib import admin
 
 from apps.usage import services
 from apps.usage.models import BillingEvent, BillingRecord, DailyUsage, UsageCounter, UsageEvent
-from billing_portal.admin_actions import ReasonForm, confirm_and_apply
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Ledgers and facts: staff read them; corrections are actions that add rows."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+from billing_portal.admin_actions import ReadOnlyAdmin, ReasonForm, confirm_and_apply
 
 
 @admin.register(UsageEvent)
