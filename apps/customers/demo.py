@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from apps.customers import services
+from apps.customers import services, wallets
 from apps.customers.models import ApiKey, Membership, Organization
 from apps.pricing.models import Plan
 
@@ -70,6 +71,15 @@ def seed_customers(*, plan: Plan | None = None) -> DemoCustomers:
     customer.set_password(CUSTOMER_PASSWORD)
     customer.save()
     services.add_member(organization=organization, user=customer, role=Membership.Role.OWNER)
+    # Prepaid money and welcome credits, each written once whatever the number of runs.
+    wallets.top_up_wallet(
+        organization=organization, amount=Decimal(50), actor="demo", reason="demo top-up",
+        reference="demo-top-up",
+    )  # fmt: skip
+    wallets.grant_credits(
+        organization=organization, amount=Decimal(10), reason="welcome credits",
+        granted_by="demo", reference="demo-welcome-credits",
+    )  # fmt: skip
 
     return DemoCustomers(
         organization=organization,

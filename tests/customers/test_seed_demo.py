@@ -1,10 +1,11 @@
+from decimal import Decimal
 from io import StringIO
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import CommandError, call_command
 
-from apps.customers import demo, selectors
+from apps.customers import demo, selectors, wallets
 from apps.customers.models import ApiKey, Membership, Organization
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +41,9 @@ def test_seed_demo_is_idempotent():
     assert Membership.objects.count() == 1
     assert ApiKey.objects.count() == 2
     assert not ApiKey.objects.filter(revoked_at__isnull=False).exists()
+    organization = Organization.objects.get(slug="demo")
+    assert wallets.wallet_balance(organization) == Decimal(50)
+    assert wallets.credit_balance(organization) == Decimal(10)
 
 
 def test_the_printed_demo_keys_work_on_the_api(api_client):
