@@ -175,6 +175,20 @@ def product_by_code(code: str, *, active_only: bool = True) -> Product:
     return product
 
 
+def active_products_by_code(codes) -> dict[str, Product]:
+    """Active products by code, kept per process for the current catalog generation."""
+    generation = catalog_generation()
+    local = getattr(_local, "products", None)
+    if local is None or local[0] != generation:
+        local = _local.products = (generation, {})
+    found = {code: local[1][code] for code in codes if code in local[1]}
+    missing = set(codes) - set(found)
+    if missing:
+        for product in Product.objects.filter(code__in=missing, is_active=True):
+            local[1][product.code] = found[product.code] = product
+    return found
+
+
 def default_plan() -> Plan | None:
     return Plan.objects.filter(is_default=True, is_active=True).first()
 

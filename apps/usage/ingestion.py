@@ -175,12 +175,7 @@ def _ingest_once(organization, events, api_key, actor, *, retry: bool) -> Outcom
             )
 
     plan = pricing.effective_plan(organization.plan)
-    products = {
-        product.code: product
-        for product in Product.objects.filter(
-            code__in={event.product_id for _, event in fresh}, is_active=True
-        )
-    }
+    products = pricing.active_products_by_code({event.product_id for _, event in fresh})
     sheets: dict[int, pricing.PriceSheet] = {}
     candidates = []
     for index, event in fresh:
