@@ -76,6 +76,9 @@ def prepare_database() -> tuple[str, str]:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
             say(f"created database {name}")
+        # Start from a clean WAL: a checkpoint owed to an earlier run's writes would
+        # otherwise land in this run's measurements.
+        conn.execute("CHECKPOINT")
     say("migrating the bench database (the first time takes about a minute)...")
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
