@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 import pytest
 from django.db import connection
 
@@ -61,3 +63,49 @@ def api_client():
     from rest_framework.test import APIClient
 
     return APIClient()
+
+
+# --- an organisation on a plan, with products (usage and budget tests) -----------------
+
+
+@pytest.fixture
+def plan(db):
+    from tests.pricing.factories import PlanFactory
+
+    return PlanFactory(code="usage-plan")
+
+
+@pytest.fixture
+def org(plan):
+    from tests.customers.factories import OrganizationFactory
+
+    return OrganizationFactory(slug="acme", plan=plan, time_zone="Europe/Berlin")
+
+
+@pytest.fixture
+def key(org):
+    from apps.customers.services import issue_api_key
+
+    return issue_api_key(name="svc", organization=org).raw_key
+
+
+@pytest.fixture
+def calls(plan):
+    """A product at $0.01 per call."""
+    from tests.pricing.factories import ProductFactory, price
+
+    product = ProductFactory(code="calls")
+    price(product, unit_price="0.01")
+    return product
+
+
+@pytest.fixture
+def llm(plan):
+    """Input tokens $2/M and output tokens $8/M; the plan includes 1,000 tokens a month."""
+    from tests.pricing.factories import IncludedQuotaFactory, ProductFactory, price
+
+    product = ProductFactory(code="llm", dimensions=["input_tokens", "output_tokens"])
+    price(product, dimension="input_tokens", unit_price="0.000002")
+    price(product, dimension="output_tokens", unit_price="0.000008")
+    IncludedQuotaFactory(plan=plan, product=product, quantity=Decimal(1000))
+    return product

@@ -31,6 +31,7 @@ from decimal import Decimal
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from apps.budgets.enforcement import Reservations
 from apps.customers.models import ApiKey, Organization
 from apps.customers.wallets import Funds
 from apps.pricing import selectors as pricing
@@ -259,19 +260,28 @@ def _prepare(organization, plan, index, event: EventInput, now, products, sheets
     )
 
 
-def _funds_available(organization: Organization, at: datetime) -> tuple[Decimal, Decimal, Decimal]:
-    """(wallet balance, overdraft limit, usable credits), read without locks: only to know
-    whether locking the funds is worth it. Money is only ever taken under the lock."""
+def _funds_available(
+    organization: Organization, at: datetime
+) -> tuple[Decimal, Decimal, Decimal, bool]:
+    """(wallet balance, overdraft limit, usable credits, has active budgets), read without
+    locks, in one round trip: only to know what is worth locking. Money is only ever taken,
+    and budgets only ever checked, under the lock."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT (SELECT balance FROM customers_wallet WHERE organization_id = %s),"
             " (SELECT overdraft_limit FROM customers_wallet WHERE organization_id = %s),"
             " (SELECT SUM(remaining) FROM customers_creditgrant WHERE organization_id = %s"
-            " AND remaining > 0 AND (expires_at IS NULL OR expires_at > %s))",
-            [organization.pk, organization.pk, organization.pk, at],
+            " AND remaining > 0 AND (expires_at IS NULL OR expires_at > %s)),"
+            " EXISTS (SELECT 1 FROM budgets_budget WHERE organization_id = %s AND is_active)",
+            [organization.pk, organization.pk, organization.pk, at, organization.pk],
         )
-        balance, overdraft, credits = cursor.fetchone()
-    return Decimal(balance or 0), Decimal(overdraft or 0), Decimal(credits or 0)
+        balance, overdraft, credits, has_budgets = cursor.fetchone()
+    return (
+        Decimal(balance or 0),
+        Decimal(overdraft or 0),
+        Decimal(credits or 0),
+        bool(has_budgets),
+    )
 
 
 def _lock_counters(organization, wanted: dict) -> dict:
@@ -336,7 +346,7 @@ def _price_pay_and_store(
             if identity in inclusion_keys and counter.quantity >= inclusion_keys[identity]:
                 used_up[identity] = counter.quantity
                 wanted.pop(identity, None)
-    balance, overdraft, credits = _funds_available(organization, now)
+    balance, overdraft, credits, has_budgets = _funds_available(organization, now)
     funds_wanted = (
         balance + overdraft > 0
         or credits > 0
@@ -356,18 +366,24 @@ def _price_pay_and_store(
         and len(candidates) == 1
         and not wanted
         and not funds_wanted
+        and not has_budgets
     )
     with nullcontext() if one_statement else transaction.atomic():
         counters = _lock_counters(organization, wanted) if wanted else {}
         for identity, quantity in used_up.items():
             counters[identity] = UsageCounter(quantity=quantity)  # read-only stand-in
+        reservations = None
+        if has_budgets:
+            reservations = Reservations.lock(organization, {c.occurred_at for c in candidates})
         funds = _LazyFunds(organization, now, enabled=funds_wanted)
         changed_counters: set[tuple[str, datetime]] = set()
 
         events, records = [], []
         for candidate in candidates:
             try:
-                record = _price_and_pay(candidate, counters, changed_counters, funds, actor)
+                record = _price_and_pay(
+                    candidate, counters, changed_counters, funds, reservations, api_key, actor
+                )
             except PortalError as error:
                 results[candidate.index] = Outcome(Outcome.REJECTED, error=error)
                 continue
@@ -426,6 +442,8 @@ def _price_pay_and_store(
                     billing_event.record = record
                 bulk.insert(BillingEvent, billing_events)
             funds.write()
+            if reservations is not None:
+                reservations.write()
             if changed_counters:
                 UsageCounter.objects.bulk_update(
                     [counters[key] for key in changed_counters], ["quantity"]
@@ -477,7 +495,9 @@ class _LazyFunds:
             self._funds.write()
 
 
-def _price_and_pay(candidate, counters, changed, funds: Funds, actor) -> BillingRecord:
+def _price_and_pay(
+    candidate, counters, changed, funds, reservations, api_key, actor
+) -> BillingRecord:
     """Prices one event at the counters' current position and takes its payment; moves the
     counters only if it is accepted (raises PortalError otherwise)."""
     period_to_date = {
@@ -494,8 +514,19 @@ def _price_and_pay(candidate, counters, changed, funds: Funds, actor) -> Billing
         period_to_date=period_to_date,
         included_used=included_used,
     )
+    touched = []
+    if reservations is not None:
+        touched = reservations.check(
+            quote.total,
+            occurred_at=candidate.occurred_at,
+            service_type=candidate.product.service_type_id,
+            product_id=candidate.product.pk,
+            api_key_id=api_key.pk if api_key else None,
+        )
     billing_id = new_billing_id()
     method = _pay(quote.total, candidate.event.billing_method, funds, billing_id, actor)
+    if reservations is not None:
+        reservations.apply(touched, quote.total)
 
     for line in quote.breakdown.lines:
         if line.dimension in candidate.price_keys:

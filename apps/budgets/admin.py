@@ -1,0 +1,36 @@
+from django.contrib import admin
+
+from apps.budgets.models import Budget, BudgetPeriod
+from billing_portal.admin_actions import ReadOnlyAdmin
+
+
+class BudgetPeriodInline(admin.TabularInline):
+    model = BudgetPeriod
+    extra = 0
+    can_delete = False
+    fields = ["starts_at", "ends_at", "spent"]
+    readonly_fields = fields
+    ordering = ["-starts_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    list_display = ["name", "organization", "scope", "period", "limit", "currency", "is_hard",
+                    "is_active"]  # fmt: skip
+    list_filter = ["scope", "period", "is_hard", "is_active"]
+    list_select_related = ["organization"]
+    search_fields = ["name", "organization__name", "organization__slug"]
+    autocomplete_fields = ["organization", "product", "service_type", "api_key"]
+    date_hierarchy = "created_at"
+    inlines = [BudgetPeriodInline]
+
+
+@admin.register(BudgetPeriod)
+class BudgetPeriodAdmin(ReadOnlyAdmin):
+    list_display = ["budget", "starts_at", "ends_at", "spent"]
+    list_select_related = ["budget__organization"]
+    search_fields = ["budget__name", "budget__organization__slug"]
+    date_hierarchy = "starts_at"
