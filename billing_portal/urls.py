@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("apps.customers.api.urls")),
     path("", include("apps.pricing.api.urls")),
     path("", include("apps.usage.api.urls")),
+    path("", include("apps.budgets.api.urls")),
 ]
 
 public = {"permission_classes": [AllowAny], "authentication_classes": []}

@@ -1,0 +1,306 @@
+"""The budgets API: CRUD with each budget's current period, checks, violations, quotas."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import serializers, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.budgets import selectors
+from apps.budgets.models import Budget
+from apps.customers.api.permissions import HasApiKeyScope
+from apps.customers.api.tenancy import organization_for_request
+from apps.customers.models import ApiKey
+from apps.pricing import selectors as pricing
+from apps.pricing.api.fields import DimensionQuantitiesField, QuantityField
+from apps.pricing.cost_engine import format_amount, format_quantity
+from apps.pricing.models import Product, ServiceType
+from apps.pricing.periods import period_bounds
+from apps.usage.models import UsageCounter
+
+
+def present_status(status: selectors.BudgetStatus) -> dict:
+    currency = status.budget.currency
+    return {
+        "period_start": status.period_start,
+        "period_end": status.period_end,
+        "spent": format_amount(status.spent, currency),
+        "remaining": format_amount(status.remaining, currency),
+        "utilization_percent": str(status.utilization),
+        "crossed_thresholds": status.crossed_thresholds,
+    }
+
+
+class PeriodStatusSerializer(serializers.Serializer):
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField(allow_null=True)
+    spent = serializers.CharField()
+    remaining = serializers.CharField()
+    utilization_percent = serializers.CharField()
+    crossed_thresholds = serializers.ListField(child=serializers.IntegerField())
+
+
+class BudgetStandingSerializer(PeriodStatusSerializer):
+    budget_id = serializers.IntegerField()
+    name = serializers.CharField()
+    hard = serializers.BooleanField()
+    limit = serializers.CharField()
+
+
+class BudgetSerializer(serializers.ModelSerializer):
+    service_type = serializers.SlugRelatedField(
+        slug_field="code", queryset=ServiceType.objects.all(), required=False, allow_null=True
+    )
+    product_id = serializers.SlugRelatedField(
+        source="product", slug_field="code", queryset=Product.objects.all(), required=False,
+        allow_null=True,
+    )  # fmt: skip
+    api_key = serializers.SlugRelatedField(
+        slug_field="prefix", queryset=ApiKey.objects.all(), required=False, allow_null=True
+    )
+    limit = serializers.DecimalField(max_digits=28, decimal_places=12, min_value=Decimal(0))
+    currency = serializers.CharField(required=False)
+    current_period = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Budget
+        fields = [
+            "id", "name", "scope", "service_type", "product_id", "api_key", "period", "limit",
+            "currency", "is_hard", "thresholds", "is_active", "created_at", "current_period",
+        ]  # fmt: skip
+        read_only_fields = ["id", "created_at", "current_period"]
+
+    @extend_schema_field(PeriodStatusSerializer)
+    def get_current_period(self, budget: Budget) -> dict:
+        (status,) = selectors.budget_statuses([budget], at=timezone.now())
+        return present_status(status)
+
+    def validate(self, attrs):
+        organization = self.context["organization"]
+        instance = self.instance or Budget(organization=organization)
+        attrs.setdefault("currency", organization.currency)
+        for name, value in attrs.items():
+            setattr(instance, name, value)
+        instance.organization = organization
+        try:
+            instance.full_clean(exclude=["organization"])
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict) from None
+        return attrs
+
+
+class BudgetViewSet(viewsets.ModelViewSet):
+    """Budgets of the caller's organisation, each with its current period."""
+
+    serializer_class = BudgetSerializer
+    permission_classes = [HasApiKeyScope]
+
+    @property
+    def required_scope(self):
+        if self.request.method in ("GET", "HEAD", "OPTIONS"):
+            return ApiKey.Scope.BILLING_READ
+        return ApiKey.Scope.BUDGETS_WRITE
+
+    def get_organization(self):
+        if not hasattr(self, "_organization"):
+            self._organization = organization_for_request(self.request, allow_suspended=True)
+        return self._organization
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Budget.objects.none()
+        return selectors.budgets_of(self.get_organization()).order_by("name", "id")
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if getattr(self, "swagger_fake_view", False):
+            return context
+        return {**context, "organization": self.get_organization()}
+
+    def perform_create(self, serializer):
+        serializer.save(organization=self.get_organization())
+
+
+class UsageQuantitySerializer(serializers.Serializer):
+    organization_id = serializers.CharField(required=False)
+    product_id = serializers.CharField(max_length=100)
+    usage_amount = QuantityField(required=False)
+    dimensions = DimensionQuantitiesField(required=False)
+    usage_details = serializers.DictField(required=False)
+
+
+class BudgetCheckApi(APIView):
+    """Would this usage fit every budget that covers it? Reserves nothing."""
+
+    permission_classes = [HasApiKeyScope]
+    required_scope = ApiKey.Scope.BILLING_READ
+
+    class OutputSerializer(serializers.Serializer):
+        class CheckSerializer(BudgetStandingSerializer):
+            fits = serializers.BooleanField()
+
+        allowed = serializers.BooleanField()
+        estimated_cost = serializers.CharField()
+        currency = serializers.CharField()
+        budgets = CheckSerializer(many=True)
+
+    @extend_schema(
+        operation_id="budgets_check", request=UsageQuantitySerializer, responses=OutputSerializer
+    )
+    def post(self, request: Request) -> Response:
+        params = UsageQuantitySerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        organization = organization_for_request(request)
+        now = timezone.now()
+        quote = pricing.quote_usage(
+            plan=pricing.effective_plan(organization.plan),
+            product_code=data["product_id"],
+            at=now,
+            usage_amount=data.get("usage_amount"),
+            dimensions=data.get("dimensions"),
+            usage_details=data.get("usage_details"),
+        )
+        product = pricing.product_by_code(data["product_id"])
+        api_key_id = None if request.auth.is_service else request.auth.pk
+        budgets = [
+            budget
+            for budget in selectors.budgets_of(organization).filter(is_active=True)
+            if budget.covers(
+                service_type=product.service_type_id, product_id=product.pk, api_key_id=api_key_id
+            )  # fmt: skip
+        ]
+        results = []
+        for status in selectors.budget_statuses(budgets, at=now):
+            fits = status.spent + quote.total <= status.budget.limit
+            results.append(
+                {
+                    "budget_id": status.budget.pk,
+                    "name": status.budget.name,
+                    "hard": status.budget.is_hard,
+                    "limit": format_amount(status.budget.limit, status.budget.currency),
+                    "fits": fits,
+                    **present_status(status),
+                }
+            )
+        allowed = all(r["fits"] or not r["hard"] for r in results)
+        return Response(
+            {
+                "allowed": allowed,
+                "estimated_cost": format_amount(quote.total, quote.currency),
+                "currency": quote.currency,
+                "budgets": results,
+            }
+        )
+
+
+class ViolationsApi(APIView):
+    """Budgets at or over their limit (violations) and past a warning threshold."""
+
+    permission_classes = [HasApiKeyScope]
+    required_scope = ApiKey.Scope.BILLING_READ
+
+    class OutputSerializer(serializers.Serializer):
+        violations = BudgetStandingSerializer(many=True)
+        warnings = BudgetStandingSerializer(many=True)
+
+    @extend_schema(operation_id="budgets_violations", responses=OutputSerializer)
+    def get(self, request: Request) -> Response:
+        organization = organization_for_request(request, allow_suspended=True)
+        violations, warnings = selectors.violations_and_warnings(organization, at=timezone.now())
+
+        def row(status):
+            return {"budget_id": status.budget.pk, "name": status.budget.name,
+                    "hard": status.budget.is_hard,
+                    "limit": format_amount(status.budget.limit, status.budget.currency),
+                    **present_status(status)}  # fmt: skip
+
+        return Response(
+            {"violations": [row(s) for s in violations], "warnings": [row(s) for s in warnings]}
+        )
+
+
+class QuotaCheckApi(APIView):
+    """Seed 003's quota check: how much of the plan's inclusion is left this period."""
+
+    permission_classes = [HasApiKeyScope]
+    required_scope = ApiKey.Scope.BILLING_READ
+
+    class InputSerializer(serializers.Serializer):
+        organization_id = serializers.CharField(required=False)
+        user_id = serializers.CharField(required=False, allow_blank=True)
+        service_type = serializers.CharField(required=False)
+        product_id = serializers.CharField(required=False)
+        requested_amount = QuantityField()
+
+        def validate(self, attrs):
+            if not attrs.get("service_type") and not attrs.get("product_id"):
+                raise serializers.ValidationError("Give service_type or product_id.")
+            return attrs
+
+    class OutputSerializer(serializers.Serializer):
+        allowed = serializers.BooleanField()
+        has_quota = serializers.BooleanField()
+        scope = serializers.CharField(required=False)
+        requested_amount = serializers.CharField()
+        quota_limit = serializers.CharField(allow_null=True)
+        used = serializers.CharField(allow_null=True)
+        remaining = serializers.CharField(allow_null=True)
+        period_start = serializers.DateTimeField(required=False)
+        period_end = serializers.DateTimeField(required=False)
+        reason = serializers.CharField(required=False)
+
+    @extend_schema(operation_id="quota_check", request=InputSerializer, responses=OutputSerializer)
+    def post(self, request: Request) -> Response:
+        params = self.InputSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        organization = organization_for_request(request)
+        plan = pricing.effective_plan(organization.plan)
+        quota = None
+        if plan is not None:
+            quotas = plan.included_quotas.all()
+            if data.get("product_id"):
+                product = pricing.product_by_code(data["product_id"])
+                quota = (
+                    quotas.filter(product=product).first()
+                    or quotas.filter(service_type_id=product.service_type_id).first()
+                )
+            else:
+                quota = quotas.filter(service_type_id=data["service_type"]).first()
+        requested = data["requested_amount"]
+        if quota is None:
+            return Response(
+                {"allowed": True, "has_quota": False,
+                 "requested_amount": format_quantity(requested),
+                 "quota_limit": None, "used": None, "remaining": None,
+                 "reason": "no inclusion: usage is billed as it comes"}
+            )  # fmt: skip
+        scope = (
+            f"product:{quota.product.code}" if quota.product_id
+            else f"service_type:{quota.service_type_id}"
+        )  # fmt: skip
+        start, end = period_bounds(timezone.now(), quota.period, organization.tz)
+        used = UsageCounter.objects.filter(
+            organization=organization, key=f"include:{scope}", period_start=start
+        ).values_list("quantity", flat=True).first() or Decimal(0)
+        remaining = max(Decimal(0), quota.quantity - used)
+        return Response(
+            {
+                "allowed": requested <= remaining,
+                "has_quota": True,
+                "scope": scope,
+                "requested_amount": format_quantity(requested),
+                "quota_limit": format_quantity(quota.quantity),
+                "used": format_quantity(used),
+                "remaining": format_quantity(remaining),
+                "period_start": start,
+                "period_end": end,
+            }
+        )
