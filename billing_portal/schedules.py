@@ -24,6 +24,22 @@ CREDIT_EXPIRY = Job(
 )
 
 
+BUDGET_SWEEP = Job(
+    name="Budget sweep",
+    task="apps.budgets.tasks.sweep_budgets",
+    minute="*/15",
+    description="Alerts for budgets past a threshold, once per period and threshold.",
+)
+
+BUDGET_PERIODS = Job(
+    name="Open budget periods",
+    task="apps.budgets.tasks.open_budget_periods",
+    minute="1",
+    description="Opens each active budget's current period (hourly: boundaries fall on "
+    "local midnights in every time zone); running late or twice changes nothing.",
+)
+
+
 def install(job: Job, *, periodic_task_model, crontab_model) -> None:
     """Creates (or brings back to its definition) the beat row of ``job``; the models are
     passed in so data migrations can hand over their historical ones."""

@@ -66,3 +66,26 @@ def test_a_real_worker_runs_the_credit_expiry_task(worker, organization):
             break
         time.sleep(0.5)
     assert CreditGrant.objects.get(pk=grant.pk).remaining == 0
+
+
+def test_a_real_worker_runs_the_budget_sweep(worker, org, key, calls):
+    from apps.budgets import tasks as budget_tasks
+    from apps.budgets.models import Alert, Budget
+    from apps.usage.ingestion import EventInput, ingest
+
+    Budget.objects.create(organization=org, name="b", limit=D(1), currency="USD", is_hard=False)
+    app.conf.task_always_eager = True  # the sweep ingestion asks for runs here, not queued
+    ingest(
+        organization=org,
+        events=[EventInput(idempotency_key="w1", product_id="calls", fingerprint="w1",
+                           usage_amount=D(90))],
+    )  # fmt: skip
+    app.conf.task_always_eager = False
+    Alert.objects.all().delete()  # leave the alert to the worker's sweep
+
+    budget_tasks.sweep_budgets.apply_async(queue=worker)
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not Alert.objects.exists():
+        time.sleep(0.5)
+    assert list(Alert.objects.values_list("threshold", flat=True)) == [80]

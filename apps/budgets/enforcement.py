@@ -35,6 +35,7 @@ class Reservations:
     budgets: list[Budget]
     periods: dict[tuple[int, datetime], BudgetPeriod] = field(default_factory=dict)
     changed: set[tuple[int, datetime]] = field(default_factory=set)
+    crossed: set[int] = field(default_factory=set)  # budgets that passed a threshold
 
     @classmethod
     def lock(cls, organization: Organization, instants: set[datetime]) -> Reservations:
@@ -81,8 +82,14 @@ class Reservations:
 
     def apply(self, touched: list[tuple[Budget, BudgetPeriod]], cost: Decimal) -> None:
         for budget, period in touched:
+            before = period.spent
             period.spent += cost
             self.changed.add((budget.pk, period.starts_at))
+            if budget.limit > 0 and any(
+                before * 100 < budget.limit * Decimal(str(t)) <= period.spent * 100
+                for t in budget.thresholds
+            ):
+                self.crossed.add(budget.pk)
 
     def write(self) -> None:
         if self.changed:

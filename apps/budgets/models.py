@@ -146,3 +146,89 @@ class BudgetPeriod(models.Model):
 
     def __str__(self) -> str:
         return f"{self.budget} from {self.starts_at:%Y-%m-%d}"
+
+
+class NotificationChannel(models.Model):
+    """Where an organisation's alerts go: an email address or an Apprise URL (Slack,
+    Discord, generic JSON webhooks, ...)."""
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "Email"
+        APPRISE = "apprise", "Apprise URL"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="notification_channels"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    target = models.CharField(max_length=1000)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["organization", "kind", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "kind", "target"], name="notification_channel_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.target[:60]}"
+
+    def clean(self) -> None:
+        if self.kind == self.Kind.EMAIL:
+            from django.core.validators import validate_email
+
+            try:
+                validate_email(self.target)
+            except ValidationError:
+                raise ValidationError({"target": "Not an email address."}) from None
+        elif self.kind == self.Kind.APPRISE:
+            import apprise
+
+            if not apprise.Apprise().add(self.target):
+                raise ValidationError({"target": "Not a URL Apprise can notify."})
+
+
+class Alert(models.Model):
+    """A budget period crossed a threshold. One row per (period, threshold): the database
+    makes a second sweep, or a concurrent one, a no-op."""
+
+    period = models.ForeignKey(BudgetPeriod, on_delete=models.CASCADE, related_name="alerts")
+    threshold = models.PositiveSmallIntegerField()
+    spent = models.DecimalField(**AMOUNT)
+    limit = models.DecimalField(**AMOUNT)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["period", "threshold"], name="alert_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period.budget} at {self.threshold}%"
+
+
+class AlertDelivery(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.ForeignKey(
+        NotificationChannel, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["alert", "channel"], name="alert_delivery_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.alert} → {self.channel} ({self.status})"

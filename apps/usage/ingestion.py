@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 from collections import defaultdict
 from contextlib import nullcontext
@@ -56,6 +57,7 @@ from apps.usage.models import (
 )
 from billing_portal.errors import PortalError
 
+logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
 PAID_AT_ONCE = {
     BillingMethod.SUBSCRIPTION_INCLUDED: BillingStatus.COMPLETED,
@@ -444,6 +446,9 @@ def _price_pay_and_store(
             funds.write()
             if reservations is not None:
                 reservations.write()
+                if reservations.crossed:
+                    crossed = sorted(reservations.crossed)
+                    transaction.on_commit(lambda: _sweep_soon(crossed))
             if changed_counters:
                 UsageCounter.objects.bulk_update(
                     [counters[key] for key in changed_counters], ["quantity"]
@@ -453,6 +458,17 @@ def _price_pay_and_store(
     if funds.locked:
         return results, (funds.wallet_balance, funds.credit_balance)
     return results, (balance, credits)
+
+
+def _sweep_soon(budget_ids: list[int]) -> None:
+    """Alerts for budgets an accepted event pushed past a threshold, without waiting for
+    the periodic sweep; a failure here only delays the alert to that sweep."""
+    from apps.budgets.tasks import sweep_budgets
+
+    try:
+        sweep_budgets.delay(budget_ids=budget_ids)
+    except Exception:
+        logger.warning("Could not enqueue the budget sweep", exc_info=True)
 
 
 class _LazyFunds:

@@ -1,0 +1,152 @@
+"""Writes of the budgets app: opening periods (the reset), raising and delivering alerts.
+
+Every job here is safe to run twice, or twice at once: periods are unique per budget and
+start, alerts per period and threshold, deliveries per alert and channel.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from apps.budgets import selectors
+from apps.budgets.enforcement import bounds
+from apps.budgets.models import Alert, AlertDelivery, Budget, BudgetPeriod, NotificationChannel
+from apps.pricing.cost_engine import format_amount
+
+logger = logging.getLogger(__name__)
+
+
+def open_current_periods(*, at: datetime | None = None) -> int:
+    """Opens the period holding ``at`` for every active budget (the reset at a period
+    boundary); returns how many were opened. A missed run is made good by the next one;
+    periods nobody used in between need no row."""
+    at = at or timezone.now()
+    budgets = Budget.objects.filter(is_active=True).select_related("organization")
+    rows = []
+    for budget in budgets:
+        start, end = bounds(budget, at, budget.organization.tz)
+        rows.append(BudgetPeriod(budget=budget, starts_at=start, ends_at=end))
+    before = BudgetPeriod.objects.count()
+    BudgetPeriod.objects.bulk_create(rows, ignore_conflicts=True)
+    return BudgetPeriod.objects.count() - before
+
+
+def raise_alerts(*, at: datetime | None = None, budget_ids=None) -> list[int]:
+    """The sweep: an alert for every threshold the current period of an active budget has
+    crossed, once, with a delivery per active channel of its organisation. Returns the ids of
+    deliveries to send (new ones, and earlier ones still pending)."""
+    at = at or timezone.now()
+    budgets = Budget.objects.filter(is_active=True).select_related("organization")
+    if budget_ids is not None:
+        budgets = budgets.filter(pk__in=budget_ids)
+    statuses = [s for s in selectors.budget_statuses(budgets, at=at) if s.crossed_thresholds]
+    if not statuses:
+        return []
+    periods = {
+        (period.budget_id, period.starts_at): period
+        for period in BudgetPeriod.objects.filter(
+            budget__in=[s.budget for s in statuses],
+            starts_at__in={s.period_start for s in statuses},
+        )
+    }
+    with transaction.atomic():
+        Alert.objects.bulk_create(
+            [
+                Alert(
+                    period=periods[(status.budget.pk, status.period_start)],
+                    threshold=threshold,
+                    spent=status.spent,
+                    limit=status.budget.limit,
+                    created_at=at,
+                )
+                for status in statuses
+                for threshold in status.crossed_thresholds
+            ],
+            ignore_conflicts=True,
+        )
+        # Conflicting rows kept their first creation time: only this sweep's alerts are new.
+        new_alerts = list(
+            Alert.objects.filter(created_at=at, period__in=periods.values()).select_related(
+                "period__budget"
+            )
+        )
+        channels = {}
+        for channel in NotificationChannel.objects.filter(
+            organization__in={s.budget.organization_id for s in statuses}, is_active=True
+        ):
+            channels.setdefault(channel.organization_id, []).append(channel)
+        AlertDelivery.objects.bulk_create(
+            [
+                AlertDelivery(alert=alert, channel=channel)
+                for alert in new_alerts
+                for channel in channels.get(alert.period.budget.organization_id, [])
+            ],
+            ignore_conflicts=True,
+        )
+    return list(
+        AlertDelivery.objects.filter(
+            status__in=[AlertDelivery.Status.PENDING, AlertDelivery.Status.FAILED],
+            alert__period__in=periods.values(),
+        ).values_list("pk", flat=True)
+    )
+
+
+def alert_message(alert: Alert) -> tuple[str, str]:
+    budget = alert.period.budget
+    currency = budget.currency
+    percent = (alert.spent / alert.limit * 100).quantize(1) if alert.limit else 100
+    title = f"Budget '{budget.name}' of {budget.organization.name} reached {alert.threshold}%"
+    end = alert.period.ends_at.isoformat() if alert.period.ends_at else "no end"
+    body = (
+        f"{format_amount(alert.spent, currency)} of {format_amount(alert.limit, currency)} "
+        f"{currency} spent ({percent}%) in the period from {alert.period.starts_at.isoformat()} "
+        f"to {end}. The budget is {'hard: usage past it is refused' if budget.is_hard else 'soft'}."
+    )
+    return title, body
+
+
+class DeliveryFailed(Exception):
+    pass
+
+
+def deliver(*, delivery_id: int) -> str:
+    """Sends one alert to one channel, at most once; raises DeliveryFailed (after recording
+    the attempt) so the task retries with backoff. Other channels are separate deliveries."""
+    with transaction.atomic():
+        delivery = (
+            AlertDelivery.objects.select_for_update()
+            .select_related("alert__period__budget__organization", "channel")
+            .get(pk=delivery_id)
+        )
+        if delivery.status == AlertDelivery.Status.SENT:
+            return delivery.status
+        title, body = alert_message(delivery.alert)
+        channel = delivery.channel
+        error = ""
+        try:
+            if channel.kind == NotificationChannel.Kind.EMAIL:
+                send_mail(title, body, settings.DEFAULT_FROM_EMAIL, [channel.target])
+            else:
+                import apprise
+
+                notifier = apprise.Apprise()
+                if not notifier.add(channel.target) or not notifier.notify(title=title, body=body):
+                    error = "the Apprise target refused or could not be reached"
+        except Exception as exc:  # a failing channel is recorded, never spreads
+            error = f"{type(exc).__name__}: {exc}"
+        delivery.attempts += 1
+        if error:
+            delivery.status, delivery.last_error = AlertDelivery.Status.FAILED, error[:2000]
+        else:
+            delivery.status, delivery.sent_at = AlertDelivery.Status.SENT, timezone.now()
+        delivery.save(update_fields=["status", "attempts", "last_error", "sent_at"])
+    if error:
+        logger.warning("Alert delivery %s failed: %s", delivery_id, error)
+        raise DeliveryFailed(error)
+    return delivery.status
