@@ -91,6 +91,8 @@ class Outcome:
     status: str
     record: BillingRecord | None = None
     error: PortalError | None = None
+    # The budgets the event counted against, as they stand after it: (budget, spent).
+    budgets: list = field(default_factory=list)
 
 
 def fingerprint(content: dict) -> str:
@@ -383,7 +385,7 @@ def _price_pay_and_store(
         events, records = [], []
         for candidate in candidates:
             try:
-                record = _price_and_pay(
+                record, touched = _price_and_pay(
                     candidate, counters, changed_counters, funds, reservations, api_key, actor
                 )
             except PortalError as error:
@@ -410,7 +412,11 @@ def _price_pay_and_store(
             record.organization = organization
             record.created_at = record.updated_at = now
             records.append(record)
-            results[candidate.index] = Outcome(Outcome.ACCEPTED, record=record)
+            results[candidate.index] = Outcome(
+                Outcome.ACCEPTED,
+                record=record,
+                budgets=[(budget, period.spent) for budget, period in touched],
+            )
 
         if events:
             billing_events = [
@@ -513,7 +519,7 @@ class _LazyFunds:
 
 def _price_and_pay(
     candidate, counters, changed, funds, reservations, api_key, actor
-) -> BillingRecord:
+) -> tuple[BillingRecord, list]:
     """Prices one event at the counters' current position and takes its payment; moves the
     counters only if it is accepted (raises PortalError otherwise)."""
     period_to_date = {
@@ -553,7 +559,7 @@ def _price_and_pay(
         counters[candidate.inclusion_key[:2]].quantity += quote.breakdown.included_quantity
         changed.add(candidate.inclusion_key[:2])
 
-    return BillingRecord(
+    record = BillingRecord(
         billing_id=billing_id,
         user_id=candidate.event.user_id,
         product=candidate.product,
@@ -581,6 +587,7 @@ def _price_and_pay(
         ],
         occurred_at=candidate.occurred_at,
     )
+    return record, touched
 
 
 def _pay(total: Decimal, requested: str | None, funds: Funds, billing_id: str, actor) -> str:

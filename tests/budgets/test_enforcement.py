@@ -37,6 +37,10 @@ def test_a_hard_budget_refuses_the_event_that_would_cross_the_limit(api_client, 
     crosses = record(api_client, key, 50)  # $0.50 more would make $1.10
 
     assert fits.status_code == 201
+    assert fits.json()["budgets"] == [
+        {"budget_id": cap.pk, "name": "cap", "hard": True, "limit": "1.00", "spent": "0.60",
+         "remaining": "0.40"}
+    ]  # fmt: skip
     assert crosses.status_code == 402
     assert error_code(crosses) == "budget_exceeded"
     details = crosses.json()["error"]["details"]

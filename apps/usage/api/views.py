@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -67,6 +69,10 @@ class UsageRecordApi(APIView):
         total_cost = serializers.CharField()
         wallet_balance = serializers.CharField()
         credit_balance = serializers.CharField()
+        budgets = serializers.ListField(
+            child=serializers.DictField(),
+            help_text="Budgets this event counted against, as they stand after it.",
+        )
 
     @extend_schema(
         operation_id="usage_record",
@@ -99,6 +105,17 @@ class UsageRecordApi(APIView):
                 currency=outcome.record.currency,
             ),
         }
+        body["budgets"] = [
+            {
+                "budget_id": budget.pk,
+                "name": budget.name,
+                "hard": budget.is_hard,
+                "limit": format_amount(budget.limit, budget.currency),
+                "spent": format_amount(spent, budget.currency),
+                "remaining": format_amount(max(budget.limit - spent, Decimal(0)), budget.currency),
+            }
+            for budget, spent in outcome.budgets
+        ]
         if outcome.status == Outcome.DUPLICATE:
             return Response(body, status=200, headers={"Idempotent-Replayed": "true"})
         return Response(body, status=201)
