@@ -34,12 +34,6 @@ class PortalError(Exception):
         super().__init__(self.message)
 
 
-class NotFound(PortalError):
-    code = "not_found"
-    status_code = 404
-    message = "Not found."
-
-
 # DRF's own exceptions, by class, to our stable codes.
 _DRF_CODES: dict[type[drf.APIException], str] = {
     drf.ParseError: "malformed_request",

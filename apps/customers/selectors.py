@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from django.db.models import QuerySet
-
-from apps.customers.models import ApiKey, Membership, Organization
+from apps.customers.models import ApiKey, Organization
 
 
 def api_key_for_raw_key(raw_key: str) -> ApiKey | None:
@@ -22,14 +20,6 @@ def api_key_for_raw_key(raw_key: str) -> ApiKey | None:
 
 def organization_by_slug(slug: str) -> Organization | None:
     return Organization.objects.filter(slug=slug).first()
-
-
-def organizations_of_user(user) -> QuerySet[Organization]:
-    return Organization.objects.filter(memberships__user=user).distinct()
-
-
-def membership_of(*, user, organization: Organization) -> Membership | None:
-    return Membership.objects.filter(user=user, organization=organization).first()
 
 
 def organizations_by_slug(slugs) -> dict[str, Organization]:

@@ -198,14 +198,6 @@ def effective_plan(plan: Plan | None) -> Plan | None:
     return plan if plan is not None else default_plan()
 
 
-def public_plans():
-    return (
-        Plan.objects.filter(is_public=True, is_active=True)
-        .prefetch_related("included_quotas__product", "included_quotas__service_type")
-        .order_by("sort_order", "base_fee")
-    )
-
-
 def _terms(rule: PriceRule) -> Terms:
     return Terms(
         model=rule.pricing_model,
@@ -258,6 +250,18 @@ def _load_sheet(*, plan: Plan | None, product: Product) -> PriceSheet:
         dimensions=tuple(product.dimensions),
         versions=versions,
         inclusion=inclusion,
+    )
+
+
+def service_type_inclusion(*, plan: Plan | None, service_type: str) -> Inclusion | None:
+    """What ``plan`` includes of a whole service type per period (None: nothing)."""
+    if plan is None:
+        return None
+    quota = IncludedQuota.objects.filter(plan=plan, service_type_id=service_type).first()
+    if quota is None:
+        return None
+    return Inclusion(
+        quantity=quota.quantity, period=quota.period, scope=f"service_type:{service_type}"
     )
 
 
@@ -436,22 +440,4 @@ def quote_usage(
         at=at,
         period_to_date=period_to_date,
         included_used=included_used,
-    )
-
-
-def rules_in_force(*, plan: Plan | None, product: Product, at: datetime) -> dict[str, RuleVersion]:
-    """For a price sheet page: the version in force for each dimension (missing: none)."""
-    sheet = price_sheet(plan=plan, product=product)
-    found = {}
-    for dimension in sheet.dimensions:
-        version = sheet.rule_at(dimension, at)
-        if version is not None:
-            found[dimension] = version
-    return found
-
-
-def price_versions(*, plan: Plan | None, product: Product, dimension: str):
-    """Every version of one price, newest first (the history staff see)."""
-    return PriceRule.objects.filter(plan=plan, product=product, dimension=dimension).order_by(
-        "-effective_from"
     )

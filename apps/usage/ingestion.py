@@ -55,6 +55,7 @@ from apps.usage.models import (
     UsageCounter,
     UsageEvent,
 )
+from apps.usage.selectors import inclusion_counter_key
 from billing_portal.errors import PortalError
 
 logger = logging.getLogger(__name__)
@@ -258,7 +259,7 @@ def _prepare(organization, plan, index, event: EventInput, now, products, sheets
     inclusion_key = None
     if sheet.inclusion is not None:
         start, end = period_bounds(occurred_at, sheet.inclusion.period, tz)
-        inclusion_key = (f"include:{sheet.inclusion.scope}", start, end)
+        inclusion_key = (inclusion_counter_key(sheet.inclusion.scope), start, end)
     return _Candidate(
         index, event, product, sheet, quantities, occurred_at, price_keys, inclusion_key
     )

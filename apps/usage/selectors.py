@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from apps.customers.models import Organization
-from apps.usage.models import BillingRecord, BillingStatus, DailyUsage
+from apps.usage.models import BillingRecord, BillingStatus, DailyUsage, UsageCounter
 
 ZERO = Decimal(0)
+
+
+def inclusion_counter_key(scope: str) -> str:
+    """The usage counter that holds how much of a plan inclusion (``scope``) was used."""
+    return f"include:{scope}"
+
+
+def inclusion_used(*, organization: Organization, scope: str, period_start) -> Decimal:
+    return (
+        UsageCounter.objects.filter(
+            organization=organization, key=inclusion_counter_key(scope), period_start=period_start
+        )
+        .values_list("quantity", flat=True)
+        .first()
+        or ZERO
+    )
+
+
 GROUPS = {
     "service_type": "service_type",
     "product": "product__code",
@@ -43,10 +61,14 @@ def billing_records(
         queryset = queryset.filter(service_type=service_type)
     if product_code:
         queryset = queryset.filter(product__code=product_code)
+    # Ranges on the column itself (not on its date), so the (organisation, created_at)
+    # index serves them; days are UTC days.
     if start:
-        queryset = queryset.filter(created_at__date__gte=start)
+        queryset = queryset.filter(created_at__gte=datetime.combine(start, time.min, UTC))
     if end:
-        queryset = queryset.filter(created_at__date__lte=end)
+        queryset = queryset.filter(
+            created_at__lt=datetime.combine(end + timedelta(days=1), time.min, UTC)
+        )
     return queryset.order_by("-created_at", "-id")
 
 

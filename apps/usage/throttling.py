@@ -1,6 +1,7 @@
 """Per-key request throttling, a fixed window counter in the cache (Redis in production).
 
-One cache round trip per request (``incr``, atomic in Redis; ``add`` opens a window). When the cache
+``incr`` per request (atomic in Redis; Django's Redis backend checks the key exists
+first), ``add`` once per window. When the cache
 is down the throttle lets requests through: it protects capacity, it never decides money —
 deduplication and enforcement live in the database.
 """

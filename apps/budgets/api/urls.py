@@ -9,6 +9,5 @@ router.register("budgets", views.BudgetViewSet, basename="budget")
 urlpatterns = [
     path("budgets/check", views.BudgetCheckApi.as_view(), name="budgets-check"),
     path("budgets/violations", views.ViolationsApi.as_view(), name="budgets-violations"),
-    path("quota/check", views.QuotaCheckApi.as_view(), name="quota-check"),
     *router.urls,
 ]

@@ -19,10 +19,8 @@ from apps.customers.api.tenancy import organization_for_request
 from apps.customers.models import ApiKey
 from apps.pricing import selectors as pricing
 from apps.pricing.api.fields import DimensionQuantitiesField, QuantityField
-from apps.pricing.cost_engine import format_amount, format_quantity
+from apps.pricing.cost_engine import format_amount
 from apps.pricing.models import Product, ServiceType
-from apps.pricing.periods import period_bounds
-from apps.usage.models import UsageCounter
 
 
 def present_status(status: selectors.BudgetStatus) -> dict:
@@ -34,6 +32,18 @@ def present_status(status: selectors.BudgetStatus) -> dict:
         "remaining": format_amount(status.remaining, currency),
         "utilization_percent": str(status.utilization),
         "crossed_thresholds": status.crossed_thresholds,
+    }
+
+
+def present_standing(status: selectors.BudgetStatus) -> dict:
+    """A budget with where its current period stands."""
+    budget = status.budget
+    return {
+        "budget_id": budget.pk,
+        "name": budget.name,
+        "hard": budget.is_hard,
+        "limit": format_amount(budget.limit, budget.currency),
+        **present_status(status),
     }
 
 
@@ -179,16 +189,7 @@ class BudgetCheckApi(APIView):
         results = []
         for status in selectors.budget_statuses(budgets, at=now):
             fits = status.spent + quote.total <= status.budget.limit
-            results.append(
-                {
-                    "budget_id": status.budget.pk,
-                    "name": status.budget.name,
-                    "hard": status.budget.is_hard,
-                    "limit": format_amount(status.budget.limit, status.budget.currency),
-                    "fits": fits,
-                    **present_status(status),
-                }
-            )
+            results.append({**present_standing(status), "fits": fits})
         allowed = all(r["fits"] or not r["hard"] for r in results)
         return Response(
             {
@@ -214,93 +215,9 @@ class ViolationsApi(APIView):
     def get(self, request: Request) -> Response:
         organization = organization_for_request(request, allow_suspended=True)
         violations, warnings = selectors.violations_and_warnings(organization, at=timezone.now())
-
-        def row(status):
-            return {"budget_id": status.budget.pk, "name": status.budget.name,
-                    "hard": status.budget.is_hard,
-                    "limit": format_amount(status.budget.limit, status.budget.currency),
-                    **present_status(status)}  # fmt: skip
-
-        return Response(
-            {"violations": [row(s) for s in violations], "warnings": [row(s) for s in warnings]}
-        )
-
-
-class QuotaCheckApi(APIView):
-    """Seed 003's quota check: how much of the plan's inclusion is left this period."""
-
-    permission_classes = [HasApiKeyScope]
-    required_scope = ApiKey.Scope.BILLING_READ
-
-    class InputSerializer(serializers.Serializer):
-        organization_id = serializers.CharField(required=False)
-        user_id = serializers.CharField(required=False, allow_blank=True)
-        service_type = serializers.CharField(required=False)
-        product_id = serializers.CharField(required=False)
-        requested_amount = QuantityField()
-
-        def validate(self, attrs):
-            if not attrs.get("service_type") and not attrs.get("product_id"):
-                raise serializers.ValidationError("Give service_type or product_id.")
-            return attrs
-
-    class OutputSerializer(serializers.Serializer):
-        allowed = serializers.BooleanField()
-        has_quota = serializers.BooleanField()
-        scope = serializers.CharField(required=False)
-        requested_amount = serializers.CharField()
-        quota_limit = serializers.CharField(allow_null=True)
-        used = serializers.CharField(allow_null=True)
-        remaining = serializers.CharField(allow_null=True)
-        period_start = serializers.DateTimeField(required=False)
-        period_end = serializers.DateTimeField(required=False)
-        reason = serializers.CharField(required=False)
-
-    @extend_schema(operation_id="quota_check", request=InputSerializer, responses=OutputSerializer)
-    def post(self, request: Request) -> Response:
-        params = self.InputSerializer(data=request.data)
-        params.is_valid(raise_exception=True)
-        data = params.validated_data
-        organization = organization_for_request(request)
-        plan = pricing.effective_plan(organization.plan)
-        quota = None
-        if plan is not None:
-            quotas = plan.included_quotas.all()
-            if data.get("product_id"):
-                product = pricing.product_by_code(data["product_id"])
-                quota = (
-                    quotas.filter(product=product).first()
-                    or quotas.filter(service_type_id=product.service_type_id).first()
-                )
-            else:
-                quota = quotas.filter(service_type_id=data["service_type"]).first()
-        requested = data["requested_amount"]
-        if quota is None:
-            return Response(
-                {"allowed": True, "has_quota": False,
-                 "requested_amount": format_quantity(requested),
-                 "quota_limit": None, "used": None, "remaining": None,
-                 "reason": "no inclusion: usage is billed as it comes"}
-            )  # fmt: skip
-        scope = (
-            f"product:{quota.product.code}" if quota.product_id
-            else f"service_type:{quota.service_type_id}"
-        )  # fmt: skip
-        start, end = period_bounds(timezone.now(), quota.period, organization.tz)
-        used = UsageCounter.objects.filter(
-            organization=organization, key=f"include:{scope}", period_start=start
-        ).values_list("quantity", flat=True).first() or Decimal(0)
-        remaining = max(Decimal(0), quota.quantity - used)
         return Response(
             {
-                "allowed": requested <= remaining,
-                "has_quota": True,
-                "scope": scope,
-                "requested_amount": format_quantity(requested),
-                "quota_limit": format_quantity(quota.quantity),
-                "used": format_quantity(used),
-                "remaining": format_quantity(remaining),
-                "period_start": start,
-                "period_end": end,
+                "violations": [present_standing(s) for s in violations],
+                "warnings": [present_standing(s) for s in warnings],
             }
         )

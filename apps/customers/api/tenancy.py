@@ -56,3 +56,13 @@ def organization_for_request(
     if not allow_suspended and not organization.is_active:
         raise OrganizationSuspended(details={"organization_id": organization.slug})
     return organization
+
+
+def optional_organization(request: Request) -> Organization | None:
+    """For reads that may span the platform: an organisation key reads its own
+    organisation; a service key the one it names, or (naming none) the whole platform."""
+    api_key = request.auth
+    is_service = isinstance(api_key, ApiKey) and api_key.is_service
+    if is_service and requested_organization_id(request) is None:
+        return None
+    return organization_for_request(request, allow_suspended=True)

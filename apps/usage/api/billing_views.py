@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -14,23 +15,17 @@ from rest_framework.views import APIView
 
 from apps.customers import wallets
 from apps.customers.api.permissions import HasApiKeyScope
-from apps.customers.api.tenancy import organization_for_request, requested_organization_id
-from apps.customers.models import ApiKey, Organization
+from apps.customers.api.tenancy import optional_organization, organization_for_request
+from apps.customers.models import ApiKey
+from apps.pricing import selectors as pricing
+from apps.pricing.api.fields import QuantityField
 from apps.pricing.cost_engine import format_amount, format_quantity
 from apps.pricing.models import BillingMethod
+from apps.pricing.periods import period_bounds
 from apps.usage import selectors, services
 from apps.usage.api.presenters import BillingRecordSerializer, present_balances, present_record
 from apps.usage.api.views import actor_of
 from apps.usage.models import BillingStatus
-
-
-def optional_organization(request: Request) -> Organization | None:
-    """An organisation key: its own organisation. A service key: the one it names, or
-    None for the whole platform."""
-    api_key: ApiKey = request.auth
-    if api_key.is_service and requested_organization_id(request) is None:
-        return None
-    return organization_for_request(request, allow_suspended=True)
 
 
 def _present(record) -> dict:
@@ -253,7 +248,7 @@ class StatsApi(APIView):
         )
 
 
-def _totals(row: dict) -> dict:
+def present_totals(row: dict) -> dict:
     return {
         **row,
         "quantity": format_quantity(row["quantity"]),
@@ -322,7 +317,7 @@ class AggregationsApi(APIView):
                 "start_date": data["start_date"],
                 "end_date": data["end_date"],
                 "group_by": data["group_by"],
-                "results": [_totals(row) for row in rows],
+                "results": [present_totals(row) for row in rows],
             }
         )
 
@@ -368,7 +363,9 @@ class TrendsApi(APIView):
             product_code=data.get("product_id"),
             user_id=data.get("user_id"),
         )
-        return Response({"days": data["days"], "points": [_totals(point) for point in points]})
+        return Response(
+            {"days": data["days"], "points": [present_totals(point) for point in points]}
+        )
 
 
 class TopConsumersApi(APIView):
@@ -401,7 +398,7 @@ class TopConsumersApi(APIView):
         return Response(
             {
                 "consumers": "users" if organization else "organizations",
-                "results": [_totals(row) for row in rows],
+                "results": [present_totals(row) for row in rows],
             }
         )
 
@@ -451,5 +448,76 @@ class WalletApi(APIView):
                     }
                     for grant in grants
                 ],
+            }
+        )
+
+
+class QuotaCheckApi(APIView):
+    """Seed 003's quota check: how much of the plan's inclusion is left this period."""
+
+    permission_classes = [HasApiKeyScope]
+    required_scope = ApiKey.Scope.BILLING_READ
+
+    class InputSerializer(serializers.Serializer):
+        organization_id = serializers.CharField(required=False)
+        user_id = serializers.CharField(required=False, allow_blank=True)
+        service_type = serializers.CharField(required=False)
+        product_id = serializers.CharField(required=False)
+        requested_amount = QuantityField()
+
+        def validate(self, attrs):
+            if not attrs.get("service_type") and not attrs.get("product_id"):
+                raise serializers.ValidationError("Give service_type or product_id.")
+            return attrs
+
+    class OutputSerializer(serializers.Serializer):
+        allowed = serializers.BooleanField()
+        has_quota = serializers.BooleanField()
+        scope = serializers.CharField(required=False)
+        requested_amount = serializers.CharField()
+        quota_limit = serializers.CharField(allow_null=True)
+        used = serializers.CharField(allow_null=True)
+        remaining = serializers.CharField(allow_null=True)
+        period_start = serializers.DateTimeField(required=False)
+        period_end = serializers.DateTimeField(required=False)
+        reason = serializers.CharField(required=False)
+
+    @extend_schema(operation_id="quota_check", request=InputSerializer, responses=OutputSerializer)
+    def post(self, request: Request) -> Response:
+        params = self.InputSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        organization = organization_for_request(request)
+        plan = pricing.effective_plan(organization.plan)
+        if data.get("product_id"):
+            # The same inclusion ingestion uses: the product's own, else its service type's.
+            product = pricing.product_by_code(data["product_id"])
+            inclusion = pricing.price_sheet(plan=plan, product=product).inclusion
+        else:
+            inclusion = pricing.service_type_inclusion(plan=plan, service_type=data["service_type"])
+        requested = data["requested_amount"]
+        if inclusion is None:
+            return Response(
+                {"allowed": True, "has_quota": False,
+                 "requested_amount": format_quantity(requested),
+                 "quota_limit": None, "used": None, "remaining": None,
+                 "reason": "no inclusion: usage is billed as it comes"}
+            )  # fmt: skip
+        start, end = period_bounds(timezone.now(), inclusion.period, organization.tz)
+        used = selectors.inclusion_used(
+            organization=organization, scope=inclusion.scope, period_start=start
+        )
+        remaining = max(Decimal(0), inclusion.quantity - used)
+        return Response(
+            {
+                "allowed": requested <= remaining,
+                "has_quota": True,
+                "scope": inclusion.scope,
+                "requested_amount": format_quantity(requested),
+                "quota_limit": format_quantity(inclusion.quantity),
+                "used": format_quantity(used),
+                "remaining": format_quantity(remaining),
+                "period_start": start,
+                "period_end": end,
             }
         )

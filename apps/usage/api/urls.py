@@ -16,6 +16,7 @@ urlpatterns = [
         billing_views.UserRecordsApi.as_view(),
         name="billing-records-user",
     ),
+    path("quota/check", billing_views.QuotaCheckApi.as_view(), name="quota-check"),
     path("stats", billing_views.StatsApi.as_view(), name="stats"),
     path("wallet", billing_views.WalletApi.as_view(), name="wallet"),
 ]
