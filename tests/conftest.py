@@ -27,13 +27,16 @@ def _fresh_cache():
     """Every test starts with empty caches (the database of the last one is gone)."""
     from django.core.cache import cache
 
-    from apps.pricing.selectors import forget_local_generation
+    from apps.customers.selectors import ACCESS
+    from apps.pricing.selectors import CATALOG
 
     cache.clear()
-    forget_local_generation()
+    CATALOG.forget_local()
+    ACCESS.forget_local()
     yield
     cache.clear()
-    forget_local_generation()
+    CATALOG.forget_local()
+    ACCESS.forget_local()
 
 
 @pytest.fixture

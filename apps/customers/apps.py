@@ -5,3 +5,6 @@ class CustomersConfig(AppConfig):
     name = "apps.customers"
     label = "customers"
     verbose_name = "Customers"
+
+    def ready(self) -> None:
+        from apps.customers import signals  # noqa: F401

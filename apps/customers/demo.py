@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from apps.customers import services, wallets
+from apps.customers import selectors, services, wallets
 from apps.customers.models import ApiKey, Membership, Organization
 from apps.pricing.models import Plan
 
@@ -38,6 +38,7 @@ def _ensure_key(*, raw_key: str, name: str, organization: Organization | None) -
         )
     else:
         ApiKey.objects.filter(prefix=prefix).update(revoked_at=None)
+        selectors.ACCESS.invalidate()
     return raw_key
 
 

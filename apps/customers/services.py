@@ -11,6 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from apps.customers import selectors
 from apps.customers.models import ApiKey, Membership, Organization
 
 _BASE62 = string.ascii_letters + string.digits
@@ -119,6 +120,7 @@ def revoke_api_key(*, api_key: ApiKey) -> ApiKey:
         ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
             revoked_at=timezone.now()
         )
+        selectors.ACCESS.invalidate()
     api_key.refresh_from_db(fields=["revoked_at"])
     return api_key
 

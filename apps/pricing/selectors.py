@@ -10,9 +10,6 @@ invalidation ever be missed.
 from __future__ import annotations
 
 import logging
-import threading
-import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,10 +23,10 @@ from apps.pricing import cost_engine as engine
 from apps.pricing.cost_engine import CostBreakdown, Terms, Tier
 from apps.pricing.errors import InvalidUsage, PriceNotConfigured, ProductNotFound
 from apps.pricing.models import BillingMethod, IncludedQuota, Plan, PriceRule, Product
+from billing_portal.generations import Generation, GenerationMemo
 
 logger = logging.getLogger(__name__)
 
-GENERATION_KEY = "pricing:generation"
 SHEET_TTL_SECONDS = 60
 ZERO = Decimal(0)
 
@@ -134,35 +131,16 @@ class Quote:
 # --- catalog lookups ---------------------------------------------------------------------
 
 
-# Each process also keeps the sheets of the current generation in memory, and looks the
-# generation up at most once a second: a catalog change reaches every process within a
-# second, and the hot path pays no cache round trip for prices.
-GENERATION_RECHECK_SECONDS = 1.0
-_local = threading.local()
+# Each process also keeps the sheets and products of the current catalog generation in
+# memory and looks the generation up at most once a second: a catalog change reaches every
+# process within a second, and the hot path pays no cache round trip for prices.
+CATALOG = Generation("pricing")
+_products = GenerationMemo(CATALOG)
+_sheets = GenerationMemo(CATALOG)
 
 
 def catalog_generation() -> str:
-    now = time.monotonic()
-    memo = getattr(_local, "generation", None)
-    if memo is not None and now - memo[1] < GENERATION_RECHECK_SECONDS:
-        return memo[0]
-    try:
-        generation = cache.get(GENERATION_KEY)
-        if generation is None:
-            cache.add(GENERATION_KEY, uuid.uuid4().hex, timeout=None)
-            generation = cache.get(GENERATION_KEY)
-    except Exception:  # the cache is down: price from the database, remember nothing
-        logger.warning("Pricing cache unavailable; reading prices from the database")
-        return uuid.uuid4().hex
-    if memo is None or memo[0] != generation:
-        _local.sheets = {}
-    _local.generation = (generation, now)
-    return generation
-
-
-def forget_local_generation() -> None:
-    """Makes this process look the generation up again at once (after its own change)."""
-    _local.generation = None
+    return CATALOG.current()
 
 
 def product_by_code(code: str, *, active_only: bool = True) -> Product:
@@ -177,15 +155,12 @@ def product_by_code(code: str, *, active_only: bool = True) -> Product:
 
 def active_products_by_code(codes) -> dict[str, Product]:
     """Active products by code, kept per process for the current catalog generation."""
-    generation = catalog_generation()
-    local = getattr(_local, "products", None)
-    if local is None or local[0] != generation:
-        local = _local.products = (generation, {})
-    found = {code: local[1][code] for code in codes if code in local[1]}
+    local = _products.entries()
+    found = {code: local[code] for code in codes if code in local}
     missing = set(codes) - set(found)
     if missing:
         for product in Product.objects.filter(code__in=missing, is_active=True):
-            local[1][product.code] = found[product.code] = product
+            local[product.code] = found[product.code] = product
     return found
 
 
@@ -266,10 +241,9 @@ def service_type_inclusion(*, plan: Plan | None, service_type: str) -> Inclusion
 
 
 def price_sheet(*, plan: Plan | None, product: Product) -> PriceSheet:
-    generation = catalog_generation()
-    key = f"pricing:{generation}:sheet:{plan.pk if plan else 0}:{product.pk}"
-    local = getattr(_local, "sheets", None)
-    if local is not None and key in local:
+    local = _sheets.entries()
+    key = f"pricing:{catalog_generation()}:sheet:{plan.pk if plan else 0}:{product.pk}"
+    if key in local:
         return local[key]
     try:
         sheet = cache.get(key)
@@ -281,8 +255,7 @@ def price_sheet(*, plan: Plan | None, product: Product) -> PriceSheet:
             cache.set(key, sheet, timeout=SHEET_TTL_SECONDS)
         except Exception:
             logger.warning("Pricing cache unavailable; sheet not cached")
-    if local is not None:
-        local[key] = sheet
+    local[key] = sheet
     return sheet
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
@@ -24,22 +22,16 @@ from apps.pricing.models import (
     Product,
     ServiceType,
 )
-from apps.pricing.selectors import GENERATION_KEY, forget_local_generation
+from apps.pricing.selectors import CATALOG
 
 ZERO = Decimal(0)
-
-
-def _new_generation() -> None:
-    cache.set(GENERATION_KEY, uuid.uuid4().hex, timeout=None)
-    forget_local_generation()
 
 
 def invalidate_pricing_cache() -> None:
     """Starts a new catalog generation now and again once the transaction commits: a
     reader that cached the old catalog in between (it could not yet see the change) is
     superseded by the second one."""
-    _new_generation()
-    transaction.on_commit(_new_generation)
+    CATALOG.invalidate()
 
 
 def ensure_builtin_service_types(service_type_model=ServiceType) -> None:

@@ -265,28 +265,43 @@ def _prepare(organization, plan, index, event: EventInput, now, products, sheets
     )
 
 
-def _funds_available(
-    organization: Organization, at: datetime
-) -> tuple[Decimal, Decimal, Decimal, bool]:
-    """(wallet balance, overdraft limit, usable credits, has active budgets), read without
-    locks, in one round trip: only to know what is worth locking. Money is only ever taken,
-    and budgets only ever checked, under the lock."""
+def _standing(organization: Organization, at: datetime, counter_keys: list) -> tuple:
+    """(wallet balance, overdraft limit, usable credits, has active budgets, the quantity of
+    each counter in ``counter_keys`` or None), read without locks, in one round trip: only
+    to know what is worth locking. Money is only ever taken, budgets only ever checked, and
+    counters only ever moved under the lock."""
+    org = organization.pk
+    counters = "".join(
+        ", (SELECT quantity FROM usage_usagecounter"
+        " WHERE organization_id = %s AND key = %s AND period_start = %s)"
+        for _ in counter_keys
+    )
+    params = [org, org, org, at, org]
+    for key, start in counter_keys:
+        params += [org, key, start]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT (SELECT balance FROM customers_wallet WHERE organization_id = %s),"
             " (SELECT overdraft_limit FROM customers_wallet WHERE organization_id = %s),"
             " (SELECT SUM(remaining) FROM customers_creditgrant WHERE organization_id = %s"
             " AND remaining > 0 AND (expires_at IS NULL OR expires_at > %s)),"
-            " EXISTS (SELECT 1 FROM budgets_budget WHERE organization_id = %s AND is_active)",
-            [organization.pk, organization.pk, organization.pk, at, organization.pk],
+            " EXISTS (SELECT 1 FROM budgets_budget WHERE organization_id = %s AND is_active)"
+            + counters,
+            params,
         )
-        balance, overdraft, credits, has_budgets = cursor.fetchone()
+        balance, overdraft, credits, has_budgets, *quantities = cursor.fetchone()
     return (
-        Decimal(balance or 0),
-        Decimal(overdraft or 0),
-        Decimal(credits or 0),
+        _decimal(balance),
+        _decimal(overdraft),
+        _decimal(credits),
         bool(has_budgets),
+        [None if q is None else _decimal(q) for q in quantities],
     )
+
+
+def _decimal(value) -> Decimal:
+    # PostgreSQL answers Decimal; SQLite (the embedded default) may answer a float.
+    return value if isinstance(value, Decimal) else Decimal(str(value or 0))
 
 
 def _lock_counters(organization, wanted: dict) -> dict:
@@ -341,17 +356,12 @@ def _price_pay_and_store(
     used_up: dict[tuple[str, datetime], Decimal] = {}
     inclusion_keys = {c.inclusion_key[:2]: c.sheet.inclusion.quantity for c in candidates
                       if c.inclusion_key}  # fmt: skip
-    if inclusion_keys:
-        for counter in UsageCounter.objects.filter(
-            organization=organization,
-            key__in={key for key, _ in inclusion_keys},
-            period_start__in={start for _, start in inclusion_keys},
-        ):
-            identity = (counter.key, counter.period_start)
-            if identity in inclusion_keys and counter.quantity >= inclusion_keys[identity]:
-                used_up[identity] = counter.quantity
-                wanted.pop(identity, None)
-    balance, overdraft, credits, has_budgets = _funds_available(organization, now)
+    identities = list(inclusion_keys)
+    balance, overdraft, credits, has_budgets, used = _standing(organization, now, identities)
+    for identity, quantity in zip(identities, used, strict=True):
+        if quantity is not None and quantity >= inclusion_keys[identity]:
+            used_up[identity] = quantity
+            wanted.pop(identity, None)
     funds_wanted = (
         balance + overdraft > 0
         or credits > 0

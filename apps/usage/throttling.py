@@ -1,8 +1,8 @@
 """Per-key request throttling, a fixed window counter in the cache (Redis in production).
 
-``incr`` per request (atomic in Redis; Django's Redis backend checks the key exists
-first), ``add`` once per window. When the cache
-is down the throttle lets requests through: it protects capacity, it never decides money —
+On Redis, one round trip per request: a pipeline of ``SET key 0 EX window NX`` (starts
+the window) and ``INCR key``. On other caches, ``incr`` with ``add`` once per window. When
+the cache is down the throttle lets requests through: it protects capacity, it never decides money —
 deduplication and enforcement live in the database.
 """
 
@@ -12,7 +12,8 @@ import logging
 import time
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.throttling import BaseThrottle
 
 logger = logging.getLogger(__name__)
@@ -42,10 +43,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         window_index = int(now // window)
         key = f"throttle:{api_key.prefix}:{window}:{window_index}"
         try:
-            try:
-                count = cache.incr(key)  # one round trip once the window has begun
-            except ValueError:
-                count = 1 if cache.add(key, 1, timeout=window + 1) else cache.incr(key)
+            count = _count(key, window + 1)
         except Exception:  # the cache is down: do not turn that into refusals
             logger.warning("Throttle cache unavailable; request let through", exc_info=True)
             return True
@@ -56,3 +54,19 @@ class ApiKeyRateThrottle(BaseThrottle):
 
     def wait(self) -> float:
         return max(self._wait, 1.0)
+
+
+def _count(key: str, timeout: int) -> int:
+    """Adds one to the window's counter and returns it."""
+    backend = caches[DEFAULT_CACHE_ALIAS]
+    if isinstance(backend, RedisCache):
+        full_key = backend.make_and_validate_key(key)
+        client = backend._cache.get_client(full_key, write=True)
+        with client.pipeline(transaction=False) as pipe:
+            pipe.set(full_key, 0, ex=timeout, nx=True)
+            pipe.incr(full_key)
+            return int(pipe.execute()[1])
+    try:
+        return cache.incr(key)
+    except ValueError:
+        return 1 if cache.add(key, 1, timeout=timeout) else cache.incr(key)

@@ -78,3 +78,52 @@ def test_a_key_without_the_scope_is_403(api_client, organization):
 
     assert response.status_code == 403
     assert error_code(response) == "permission_denied"
+
+
+# Keys are kept in memory per process (``selectors.ACCESS``); a change must reach them.
+
+
+def test_revoking_a_key_in_use_refuses_its_next_call(api_client, org_key):
+    assert api_client.get(INFO, **bearer(org_key)).status_code == 200  # now in memory
+    services.revoke_api_key(api_key=ApiKey.objects.get(prefix=ApiKey.prefix_of(org_key)))
+
+    response = api_client.get(INFO, **bearer(org_key))
+
+    assert response.status_code == 401
+    assert error_code(response) == "api_key_revoked"
+
+
+def test_suspending_an_organization_in_use_shows_on_its_next_call(api_client, org_key):
+    from apps.customers.models import Organization
+
+    assert api_client.get("/api/v1/organization", **bearer(org_key)).json()["status"] == "active"
+    organization = Organization.objects.get(api_keys__prefix=ApiKey.prefix_of(org_key))
+    services.set_organization_status(
+        organization=organization, status=Organization.Status.SUSPENDED
+    )
+
+    response = api_client.get("/api/v1/organization", **bearer(org_key))
+
+    assert response.json()["status"] == "suspended"
+
+
+def test_a_revocation_made_by_another_process_arrives_with_the_new_generation(
+    api_client, org_key, monkeypatch
+):
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from apps.customers.selectors import ACCESS
+
+    monkeypatch.setattr(ACCESS, "recheck_seconds", 0)
+    assert api_client.get(INFO, **bearer(org_key)).status_code == 200
+    # Another process revokes: the row changes and the shared generation moves on, but
+    # nothing in this process is told.
+    ApiKey.objects.filter(prefix=ApiKey.prefix_of(org_key)).update(revoked_at=timezone.now())
+    assert api_client.get(INFO, **bearer(org_key)).status_code == 200  # still remembered
+    cache.set(ACCESS.key, "a-generation-started-elsewhere", timeout=None)
+
+    response = api_client.get(INFO, **bearer(org_key))
+
+    assert response.status_code == 401
+    assert error_code(response) == "api_key_revoked"
