@@ -112,3 +112,41 @@ def llm(plan):
     price(product, dimension="output_tokens", unit_price="0.000008")
     IncludedQuotaFactory(plan=plan, product=product, quantity=Decimal(1000))
     return product
+
+
+@pytest.fixture
+def fake_stripe(settings):
+    """Stripe on 127.0.0.1 (``tests/fake_stripe.py``), with the portal's keys pointed at it."""
+    import stripe
+
+    from tests.fake_stripe import FakeStripe
+
+    fake = FakeStripe(secret_key="sk_test_51PortalFakeKey000000000000000000000000")
+    base = fake.start()
+    settings.STRIPE_TEST_SECRET_KEY = "sk_test_51PortalFakeKey000000000000000000000000"
+    settings.STRIPE_ENABLED = True
+    previous = stripe.api_base, stripe.meter_events_api_base
+    stripe.api_base = stripe.meter_events_api_base = base
+    yield fake
+    stripe.api_base, stripe.meter_events_api_base = previous
+    fake.stop()
+
+
+@pytest.fixture
+def webhook_endpoint(db):
+    """dj-stripe's endpoint row: its uuid is in the URL, its secret signs the events."""
+    from djstripe.models import WebhookEndpoint
+
+    from tests.fake_stripe import API_VERSION
+    from tests.stripe_webhooks import WEBHOOK_SECRET
+
+    return WebhookEndpoint.objects.create(
+        id="we_test_portal",
+        livemode=False,
+        secret=WEBHOOK_SECRET,
+        url="https://billing.example.com/stripe/webhook/",
+        api_version=API_VERSION,
+        enabled_events=["*"],
+        status="enabled",
+        stripe_data={"id": "we_test_portal", "object": "webhook_endpoint"},
+    )

@@ -22,3 +22,21 @@ class OrganizationSuspended(PortalError):
     code = "organization_suspended"
     status_code = 403
     message = "The organisation is suspended."
+
+
+class StripeNotConfigured(PortalError):
+    code = "stripe_not_configured"
+    status_code = 503
+    message = "Payments are not configured on this portal (no Stripe secret key is set)."
+
+
+class PlanNotOnStripe(PortalError):
+    code = "plan_not_on_stripe"
+    status_code = 409
+    message = "This plan has no Stripe price yet; run `manage.py sync_stripe_catalog`."
+
+
+class NoSubscription(PortalError):
+    code = "no_subscription"
+    status_code = 409
+    message = "The organisation has no current subscription."

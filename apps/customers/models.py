@@ -21,6 +21,19 @@ def validate_time_zone(value: str) -> None:
         raise ValidationError(f"{value!r} is not an IANA time zone.")
 
 
+class SubscriptionStatus(models.TextChoices):
+    """Stripe's subscription statuses."""
+
+    TRIALING = "trialing", "Trialing"
+    ACTIVE = "active", "Active"
+    PAST_DUE = "past_due", "Past due"
+    CANCELED = "canceled", "Canceled"
+    UNPAID = "unpaid", "Unpaid"
+    INCOMPLETE = "incomplete", "Incomplete"
+    INCOMPLETE_EXPIRED = "incomplete_expired", "Incomplete (expired)"
+    PAUSED = "paused", "Paused"
+
+
 class Organization(models.Model):
     """The tenant and the billing account; dj-stripe's subscriber model."""
 
@@ -47,6 +60,12 @@ class Organization(models.Model):
         blank=True,
         related_name="organizations",
     )
+    # Where the organisation stands with Stripe, followed from its subscription (webhooks
+    # and the daily reconciliation); blank while it has none.
+    subscription_status = models.CharField(
+        max_length=24, choices=SubscriptionStatus.choices, blank=True, default=""
+    )
+    past_due_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -65,6 +84,10 @@ class Organization(models.Model):
     def email(self) -> str:
         # dj-stripe reads the subscriber's ``email`` for the Stripe customer.
         return self.billing_email
+
+    def get_full_name(self) -> str:
+        # ... and ``get_full_name()`` for its name.
+        return self.name
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:

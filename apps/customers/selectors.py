@@ -24,9 +24,7 @@ def api_key_for_raw_key(raw_key: str) -> ApiKey | None:
     known = _keys_by_prefix.entries()
     api_key = known.get(prefix)
     if api_key is None:
-        api_key = (
-            ApiKey.objects.select_related("organization__plan").filter(prefix=prefix).first()
-        )
+        api_key = ApiKey.objects.select_related("organization__plan").filter(prefix=prefix).first()
         if api_key is None:
             return None  # unknown prefixes are not remembered: they cost no memory
         known[prefix] = api_key

@@ -87,6 +87,13 @@ class Product(models.Model):
     model_name = models.CharField(max_length=200, blank=True)
     description = models.TextField(blank=True)
     is_active = models.BooleanField(default=True)
+    # Postpaid usage reaches Stripe as meter events on this product's meter, valued in
+    # millionths of the currency unit, against a metered price of that worth
+    # (``sync_stripe_catalog``; ``usage.stripe_usage``).
+    stripe_product_id = models.CharField(max_length=255, blank=True, default="")
+    stripe_meter_id = models.CharField(max_length=255, blank=True, default="")
+    stripe_meter_event_name = models.CharField(max_length=100, blank=True, default="")
+    stripe_price_id = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -134,6 +141,8 @@ class Plan(models.Model):
     # The plan an organisation without one is on.
     is_default = models.BooleanField(default=False)
     sort_order = models.PositiveIntegerField(default=0)
+    # The Stripe product and recurring price of the base fee (``sync_stripe_catalog``).
+    stripe_product_id = models.CharField(max_length=255, blank=True, default="")
     stripe_price_id = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 

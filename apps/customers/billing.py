@@ -1,0 +1,317 @@
+"""The organisation's side of Stripe: its customer, Checkout, plan changes, cancellation,
+and following the subscription's state. Only through the stripe SDK and dj-stripe.
+
+The organisation's plan and status follow the subscription as Stripe has it *now*: each
+change re-fetches the subscription under a lock on the organisation, so webhooks that
+arrive twice, late or out of order cannot roll it back.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+import stripe
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from djstripe import models as djstripe
+from djstripe.settings import djstripe_settings
+
+from apps.customers.errors import NoSubscription, PlanNotOnStripe, StripeNotConfigured
+from apps.customers.models import Organization, SubscriptionStatus
+from apps.pricing.currencies import minor_units
+from apps.pricing.models import Plan, Product
+
+logger = logging.getLogger(__name__)
+
+# Statuses in which the subscription's plan applies.
+LIVE_STATUSES = {
+    SubscriptionStatus.TRIALING,
+    SubscriptionStatus.ACTIVE,
+    SubscriptionStatus.PAST_DUE,
+}
+TOP_UP = "wallet_top_up"
+SUBSCRIBE = "subscription"
+
+
+def enabled() -> bool:
+    return settings.STRIPE_ENABLED
+
+
+def api_key() -> str:
+    if not enabled():
+        raise StripeNotConfigured()
+    return djstripe_settings.STRIPE_SECRET_KEY
+
+
+# --- the customer --------------------------------------------------------------------------
+
+
+def customer_of(organization: Organization) -> djstripe.Customer | None:
+    return (
+        djstripe.Customer.objects.filter(
+            subscriber=organization, livemode=settings.STRIPE_LIVE_MODE
+        )
+        .order_by("-djstripe_created")
+        .first()
+    )
+
+
+def ensure_customer(organization: Organization) -> djstripe.Customer:
+    """The organisation's Stripe customer, created the first time it is needed (with a
+    Stripe idempotency key, so two first needs create one customer)."""
+    customer, _ = djstripe.Customer.get_or_create(
+        subscriber=organization,
+        livemode=settings.STRIPE_LIVE_MODE,
+        api_key=api_key(),
+        metadata={"organization_id": organization.slug},
+    )
+    return customer
+
+
+def sync_customer_details(organization: Organization) -> None:
+    """Keeps the Stripe customer's name and billing email equal to the organisation's."""
+    if not enabled():
+        return
+    customer = customer_of(organization)
+    if customer is None:
+        return
+    data = customer.stripe_data or {}
+    if data.get("email") == organization.billing_email and data.get("name") == organization.name:
+        return
+    updated = stripe.Customer.modify(
+        customer.id, api_key=api_key(), email=organization.billing_email, name=organization.name
+    )
+    djstripe.Customer.sync_from_stripe_data(updated, api_key=api_key())
+
+
+def organization_for_customer(customer_id: str | None) -> Organization | None:
+    if not customer_id:
+        return None
+    customer = djstripe.Customer.objects.filter(id=customer_id).select_related("subscriber").first()
+    if customer is not None and customer.subscriber is not None:
+        return customer.subscriber
+    # A customer created elsewhere for one of ours carries its slug in its metadata.
+    slug = ((customer.metadata or {}) if customer else {}).get("organization_id")
+    return Organization.objects.filter(slug=slug).first() if slug else None
+
+
+# --- Checkout and the customer portal -------------------------------------------------------
+
+
+def checkout_subscription(
+    organization: Organization, plan: Plan, *, success_url: str, cancel_url: str
+) -> str:
+    """A Checkout session subscribing the organisation to ``plan`` (its base fee and the
+    metered prices of the catalog), with the plan's trial the first time; its URL."""
+    if not plan.stripe_price_id:
+        raise PlanNotOnStripe(details={"plan": plan.code})
+    key = api_key()
+    customer = ensure_customer(organization)
+    line_items = [{"price": plan.stripe_price_id, "quantity": 1}]
+    line_items += [{"price": price} for price in metered_price_ids()]
+    subscription_data: dict = {
+        "metadata": {"organization_id": organization.slug, "plan": plan.code}
+    }
+    if plan.trial_days and not _has_had_subscription(customer):
+        subscription_data["trial_period_days"] = plan.trial_days
+    session = stripe.checkout.Session.create(
+        api_key=key,
+        mode="subscription",
+        customer=customer.id,
+        client_reference_id=organization.slug,
+        line_items=line_items,
+        subscription_data=subscription_data,
+        metadata={"organization_id": organization.slug, "kind": SUBSCRIBE, "plan": plan.code},
+        success_url=success_url,
+        cancel_url=cancel_url,
+    )
+    djstripe.Session.sync_from_stripe_data(session, api_key=key)
+    return session["url"]
+
+
+def checkout_top_up(
+    organization: Organization, amount: Decimal, *, success_url: str, cancel_url: str
+) -> str:
+    """A one-time Checkout payment of ``amount`` (the organisation's currency) that credits
+    the wallet when Stripe reports it paid; its URL."""
+    key = api_key()
+    customer = ensure_customer(organization)
+    currency = organization.currency
+    minor = int((amount * 10 ** minor_units(currency)).to_integral_value())
+    metadata = {"organization_id": organization.slug, "kind": TOP_UP, "amount": str(amount)}
+    session = stripe.checkout.Session.create(
+        api_key=key,
+        mode="payment",
+        customer=customer.id,
+        client_reference_id=organization.slug,
+        line_items=[
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": currency.lower(),
+                    "unit_amount": minor,
+                    "product_data": {"name": f"Wallet top-up ({organization.name})"},
+                },
+            }
+        ],
+        metadata=metadata,
+        payment_intent_data={"metadata": metadata},
+        success_url=success_url,
+        cancel_url=cancel_url,
+    )
+    djstripe.Session.sync_from_stripe_data(session, api_key=key)
+    return session["url"]
+
+
+def customer_portal_url(organization: Organization, *, return_url: str) -> str:
+    session = stripe.billing_portal.Session.create(
+        api_key=api_key(), customer=ensure_customer(organization).id, return_url=return_url
+    )
+    return session["url"]
+
+
+def metered_price_ids() -> list[str]:
+    return list(
+        Product.objects.filter(is_active=True)
+        .exclude(stripe_price_id="")
+        .order_by("code")
+        .values_list("stripe_price_id", flat=True)
+    )
+
+
+def _has_had_subscription(customer: djstripe.Customer) -> bool:
+    return djstripe.Subscription.objects.filter(customer=customer).exists()
+
+
+# --- the subscription ----------------------------------------------------------------------
+
+
+def current_subscription(organization: Organization) -> djstripe.Subscription | None:
+    """The subscription that decides the plan: the newest live one, else the newest."""
+    subscriptions = sorted(
+        djstripe.Subscription.objects.filter(customer__subscriber=organization),
+        key=lambda sub: (sub.stripe_data or {}).get("created") or 0,
+        reverse=True,
+    )
+    for subscription in subscriptions:
+        if (subscription.stripe_data or {}).get("status") in LIVE_STATUSES:
+            return subscription
+    return subscriptions[0] if subscriptions else None
+
+
+def change_plan(organization: Organization, plan: Plan) -> None:
+    """Moves the current subscription to ``plan`` with proration (Checkout does not change
+    an existing subscription)."""
+    if not plan.stripe_price_id:
+        raise PlanNotOnStripe(details={"plan": plan.code})
+    subscription = _live_subscription(organization)
+    base_prices = set(
+        Plan.objects.exclude(stripe_price_id="").values_list("stripe_price_id", flat=True)
+    )
+    items = [
+        {"id": item["id"], "price": plan.stripe_price_id}
+        for item in _items(subscription.stripe_data)
+        if item["price"]["id"] in base_prices
+    ] or [{"price": plan.stripe_price_id, "quantity": 1}]
+    updated = stripe.Subscription.modify(
+        subscription.id,
+        api_key=api_key(),
+        items=items,
+        proration_behavior="create_prorations",
+        metadata={"organization_id": organization.slug, "plan": plan.code},
+    )
+    follow_subscription(organization, updated["id"])
+
+
+def cancel_subscription(organization: Organization, *, at_period_end: bool) -> None:
+    subscription = _live_subscription(organization)
+    key = api_key()
+    if at_period_end:
+        stripe.Subscription.modify(subscription.id, api_key=key, cancel_at_period_end=True)
+    else:
+        stripe.Subscription.cancel(subscription.id, api_key=key)
+    follow_subscription(organization, subscription.id)
+
+
+def resume_subscription(organization: Organization) -> None:
+    """Undoes a cancellation at period end (before the period ends)."""
+    subscription = _live_subscription(organization)
+    stripe.Subscription.modify(subscription.id, api_key=api_key(), cancel_at_period_end=False)
+    follow_subscription(organization, subscription.id)
+
+
+def _live_subscription(organization: Organization) -> djstripe.Subscription:
+    subscription = current_subscription(organization)
+    if subscription is None or (subscription.stripe_data or {}).get("status") not in LIVE_STATUSES:
+        raise NoSubscription()
+    return subscription
+
+
+def _items(data: dict) -> list[dict]:
+    return ((data or {}).get("items") or {}).get("data") or []
+
+
+def follow_subscription(organization: Organization, subscription_id: str) -> Organization:
+    """Re-fetches the subscription from Stripe under a lock on the organisation and makes
+    the organisation's plan and status follow the current subscription."""
+    key = api_key()
+    with transaction.atomic():
+        organization = Organization.objects.select_for_update().get(pk=organization.pk)
+        data = stripe.Subscription.retrieve(subscription_id, api_key=key)
+        djstripe.Subscription.sync_from_stripe_data(data, api_key=key)
+        return _apply_subscription(organization)
+
+
+def _apply_subscription(organization: Organization) -> Organization:
+    subscription = current_subscription(organization)
+    data = subscription.stripe_data if subscription else {}
+    status = data.get("status", "")
+    plan = organization.plan
+    if status in LIVE_STATUSES:
+        prices = [item["price"]["id"] for item in _items(data)]
+        plan = Plan.objects.filter(stripe_price_id__in=prices).first() or plan
+    elif status:
+        plan = None  # ended: back to the default plan
+    past_due_since = organization.past_due_since
+    if status == SubscriptionStatus.PAST_DUE:
+        past_due_since = past_due_since or timezone.now()
+    else:
+        past_due_since = None
+    changed = (
+        organization.plan_id != (plan.pk if plan else None)
+        or organization.subscription_status != status
+        or organization.past_due_since != past_due_since
+    )
+    if changed:
+        logger.info(
+            "Organisation %s follows its subscription: %s on %s",
+            organization.slug, status or "none", plan.code if plan else "the default plan",
+        )  # fmt: skip
+        organization.plan = plan
+        organization.subscription_status = status
+        organization.past_due_since = past_due_since
+        organization.save(
+            update_fields=["plan", "subscription_status", "past_due_since", "updated_at"]
+        )
+    return organization
+
+
+def subscription_summary(organization: Organization) -> dict:
+    """What the pages and the API show of the subscription."""
+    subscription = current_subscription(organization)
+    if subscription is None:
+        return {"status": "", "subscription_id": None}
+    data = subscription.stripe_data or {}
+    items = _items(data)
+    period_end = data.get("current_period_end") or (
+        items[0].get("current_period_end") if items else None
+    )
+    return {
+        "subscription_id": subscription.id,
+        "status": data.get("status", ""),
+        "cancel_at_period_end": bool(data.get("cancel_at_period_end")),
+        "trial_end": data.get("trial_end"),
+        "current_period_end": period_end,
+    }

@@ -1,0 +1,245 @@
+"""Stripe webhooks: verified and stored by dj-stripe's view, processed by a Celery task.
+
+dj-stripe's endpoint (``/stripe/webhook/<uuid>/``) checks the signature with the
+endpoint's secret and Stripe's timestamp tolerance and stores the delivery; this module
+adds what it leaves open (a timestamp from the future, a test-mode event at a live
+endpoint) and hands each accepted delivery to ``process_webhook``, retried with
+exponential backoff. dj-stripe processes an event id once — also when two workers get it
+at once (the event row is unique and written in the same transaction as every effect) —
+and re-fetches the object from Stripe, and our handlers re-fetch what they act on, so late
+and out-of-order deliveries apply Stripe's current state, never an older one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from decimal import Decimal
+
+import stripe
+from celery import shared_task
+from django.db import transaction
+from django.http import HttpResponseBadRequest
+from django.shortcuts import get_object_or_404
+from djstripe import models as djstripe
+from djstripe.settings import djstripe_settings
+from djstripe.signals import WEBHOOK_SIGNALS
+from djstripe.views import ProcessWebhookView
+
+from apps.customers import billing, wallets
+from apps.customers.wallets import InsufficientWalletBalance
+from apps.pricing.currencies import minor_units
+
+logger = logging.getLogger(__name__)
+
+RETRY_BACKOFF_MAX_SECONDS = 600
+MAX_RETRIES = 10
+
+
+def defer_to_celery(trigger, api_key=None) -> None:
+    """dj-stripe's ``WEBHOOK_EVENT_CALLBACK``: nothing is processed inside the request;
+    ``WebhookView`` enqueues the stored delivery once dj-stripe has saved it."""
+
+
+class WebhookView(ProcessWebhookView):
+    """dj-stripe's webhook view, with the checks it leaves to us before it and the hand-off
+    to Celery after it."""
+
+    def post(self, request, uuid):
+        endpoint = get_object_or_404(djstripe.WebhookEndpoint, djstripe_uuid=uuid)
+        refusal = _refusal(request, endpoint)
+        if refusal:
+            logger.warning("Stripe webhook refused (%s) at endpoint %s", refusal, endpoint.id)
+            return HttpResponseBadRequest(refusal)
+        response = super().post(request, uuid)
+        if response.status_code == 200:
+            trigger_id = int(response.content)
+            try:
+                process_webhook.delay(trigger_id)
+            except Exception:  # the broker is down: the sweep enqueues it later
+                logger.exception("Could not enqueue Stripe webhook %s", trigger_id)
+        return response
+
+
+def _refusal(request, endpoint) -> str:
+    header = request.headers.get("Stripe-Signature", "")
+    stamps = [part[2:] for part in header.split(",") if part.startswith("t=")]
+    if stamps:
+        try:
+            timestamp = int(stamps[0])
+        except ValueError:
+            return "malformed signature timestamp"
+        if timestamp > time.time() + endpoint.djstripe_tolerance:
+            return "signature timestamp in the future"
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        return "body is not JSON"
+    if (
+        isinstance(body, dict)
+        and "livemode" in body
+        and bool(body["livemode"]) != endpoint.livemode
+    ):
+        return "event mode does not match the endpoint's"
+    return ""
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    retry_backoff_max=RETRY_BACKOFF_MAX_SECONDS,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+)
+def process_webhook(self, trigger_id: int) -> str:
+    """Processes one stored delivery: dj-stripe syncs the object, our handlers follow."""
+    trigger = djstripe.WebhookEventTrigger.objects.select_related("webhook_endpoint").get(
+        pk=trigger_id
+    )
+    if trigger.processed:
+        return "already processed"
+    livemode = trigger.webhook_endpoint.livemode if trigger.webhook_endpoint else False
+    api_key = djstripe_settings.get_default_api_key(livemode=livemode)
+    try:
+        event = djstripe.Event.process(trigger.json_body, api_key=api_key)
+    except stripe.InvalidRequestError as error:
+        if getattr(error, "code", "") == "resource_missing":
+            # The object is gone (or never was ours): nothing to follow, nothing to retry.
+            logger.warning("Stripe webhook %s names a missing object: %s", trigger_id, error)
+            _record(trigger_id, processed=True, exception=f"ignored: {error}"[:255])
+            return "ignored"
+        _record(trigger_id, processed=False, exception=str(error)[:255])
+        raise
+    except Exception as error:
+        _record(trigger_id, processed=False, exception=str(error)[:255])
+        raise
+    _record(trigger_id, processed=True, exception="", event=event)
+    return event.type
+
+
+def _record(trigger_id: int, *, processed: bool, exception: str, event=None) -> None:
+    values = {"processed": processed, "exception": exception}
+    if event is not None:
+        values["event"] = event
+    djstripe.WebhookEventTrigger.objects.filter(pk=trigger_id).update(**values)
+
+
+@shared_task
+def process_pending_webhooks() -> int:
+    """Enqueues valid deliveries still unprocessed after a minute (a lost enqueue, a worker
+    that died): the periodic safety net of ``WebhookView``."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    stale = timezone.now() - timedelta(minutes=1)
+    pending = list(
+        djstripe.WebhookEventTrigger.objects.filter(
+            valid=True, processed=False, created__lt=stale
+        ).values_list("pk", flat=True)[:500]
+    )
+    for trigger_id in pending:
+        process_webhook.delay(trigger_id)
+    return len(pending)
+
+
+# --- our handlers (after dj-stripe's own, in the same transaction as the event row) ----------
+
+
+def _receiver(*event_types):
+    def connect(handler):
+        for event_type in event_types:
+            WEBHOOK_SIGNALS[event_type].connect(
+                handler, sender=djstripe.Event, dispatch_uid=f"{handler.__name__}:{event_type}"
+            )
+        return handler
+
+    return connect
+
+
+def _object(event) -> dict:
+    return (event.data or {}).get("object") or {}
+
+
+@_receiver(
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.trial_will_end",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+)
+def on_subscription(sender, event, **kwargs) -> None:
+    data = _object(event)
+    organization = billing.organization_for_customer(_id(data.get("customer")))
+    if organization is None:
+        logger.warning("Stripe event %s: subscription of an unknown customer", event.id)
+        return
+    billing.follow_subscription(organization, data["id"])
+
+
+@_receiver("checkout.session.completed", "checkout.session.async_payment_succeeded")
+def on_checkout_completed(sender, event, **kwargs) -> None:
+    session = stripe.checkout.Session.retrieve(_object(event)["id"], api_key=billing.api_key())
+    metadata = session.get("metadata") or {}
+    organization = billing.organization_for_customer(_id(session.get("customer")))
+    if organization is None:
+        logger.warning("Stripe event %s: Checkout of an unknown customer", event.id)
+        return
+    if metadata.get("kind") == billing.TOP_UP:
+        if session.get("payment_status") != "paid":
+            return  # an asynchronous payment: credited on async_payment_succeeded
+        amount = Decimal(session["amount_total"]) / 10 ** minor_units(session["currency"].upper())
+        wallets.top_up_wallet(
+            organization=organization,
+            amount=amount,
+            actor="stripe",
+            reason="Wallet top-up through Stripe Checkout",
+            reference=session["id"],
+        )
+    elif session.get("subscription"):
+        billing.follow_subscription(organization, _id(session["subscription"]))
+
+
+@_receiver("charge.refunded")
+def on_charge_refunded(sender, event, **kwargs) -> None:
+    """A refunded wallet top-up takes the refunded amount back out of the wallet, once per
+    Stripe refund."""
+    key = billing.api_key()
+    charge = stripe.Charge.retrieve(_object(event)["id"], api_key=key, expand=["refunds"])
+    intent_id = _id(charge.get("payment_intent"))
+    if not intent_id:
+        return
+    intent = stripe.PaymentIntent.retrieve(intent_id, api_key=key)
+    if (intent.get("metadata") or {}).get("kind") != billing.TOP_UP:
+        return
+    organization = billing.organization_for_customer(_id(charge.get("customer")))
+    if organization is None:
+        return
+    scale = 10 ** minor_units(charge["currency"].upper())
+    for refund in (charge.get("refunds") or {}).get("data") or []:
+        if refund.get("status") != "succeeded":
+            continue
+        try:
+            with transaction.atomic():
+                wallets.adjust_wallet(
+                    organization=organization,
+                    amount=-(Decimal(refund["amount"]) / scale),
+                    actor="stripe",
+                    reason="Wallet top-up refunded in Stripe",
+                    reference=f"stripe-refund:{refund['id']}",
+                )
+        except InsufficientWalletBalance:
+            logger.error(
+                "Refund %s of a top-up exceeds what is left in %s's wallet; finance must "
+                "settle it", refund["id"], organization.slug,
+            )  # fmt: skip
+
+
+def _id(value) -> str | None:
+    if isinstance(value, dict):
+        return value.get("id")
+    return value

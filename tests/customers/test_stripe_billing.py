@@ -1,0 +1,360 @@
+"""The organisation's Stripe side through the real stripe SDK, dj-stripe's real webhook view
+and signed events, against the Stripe of ``tests/fake_stripe.py``."""
+
+import json
+import time
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from djstripe.models import Event, WebhookEventTrigger
+
+from apps.customers import billing, wallets
+from apps.customers.errors import PlanNotOnStripe
+from apps.customers.models import Organization
+from apps.pricing.demo import seed_catalog
+from tests.stripe_webhooks import deliver
+
+pytestmark = pytest.mark.django_db
+
+URLS = {
+    "success_url": "https://billing.example.com/ok",
+    "cancel_url": "https://billing.example.com/no",
+}
+
+
+@pytest.fixture
+def plans(fake_stripe):
+    plans = seed_catalog()
+    call_command("sync_stripe_catalog", stdout=StringIO())
+    for plan in plans.values():
+        plan.refresh_from_db()
+    return plans
+
+
+def session_id(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def deliver_all(client, endpoint, fake, since: int = 0) -> int:
+    """Delivers every event the fake emitted from index ``since``; returns the next index."""
+    for event in fake.events[since:]:
+        assert deliver(client, endpoint, event).status_code == 200
+    return len(fake.events)
+
+
+# --- the customer ------------------------------------------------------------------------
+
+
+def test_an_organization_gets_one_stripe_customer_when_it_first_needs_one(
+    fake_stripe, organization
+):
+    first = billing.ensure_customer(organization)
+    again = billing.ensure_customer(organization)
+
+    assert first.pk == again.pk
+    customers = [o for o in fake_stripe.objects.values() if o["object"] == "customer"]
+    assert len(customers) == 1
+    assert customers[0]["email"] == organization.billing_email
+    assert customers[0]["name"] == organization.name
+    assert customers[0]["metadata"]["organization_id"] == organization.slug
+
+
+def test_name_and_billing_email_are_kept_in_sync(fake_stripe, organization):
+    customer = billing.ensure_customer(organization)
+    organization.name, organization.billing_email = "Renamed Ltd", "ap@renamed.example"
+    organization.save()
+
+    billing.sync_customer_details(organization)
+
+    remote = fake_stripe.objects[customer.id]
+    assert (remote["name"], remote["email"]) == ("Renamed Ltd", "ap@renamed.example")
+
+
+# --- webhooks: what is refused -----------------------------------------------------------------
+
+
+@pytest.fixture
+def customer_event(fake_stripe, organization):
+    billing.ensure_customer(organization)
+    return fake_stripe.events_of("customer.created")[0]
+
+
+def test_a_signed_event_is_verified_stored_and_processed(client, webhook_endpoint, customer_event):
+    response = deliver(client, webhook_endpoint, customer_event)
+
+    assert response.status_code == 200
+    trigger = WebhookEventTrigger.objects.get()
+    assert trigger.valid and trigger.processed
+    assert Event.objects.filter(id=customer_event["id"]).exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "kwargs"),
+    [
+        ("wrong secret", {"secret": "whsec_not_the_endpoints"}),
+        ("older than the tolerance", {"timestamp": int(time.time()) - 3600}),
+        ("dated in the future", {"timestamp": int(time.time()) + 3600}),
+    ],
+)
+def test_a_delivery_that_fails_verification_is_400_and_changes_nothing(
+    client, webhook_endpoint, customer_event, case, kwargs
+):
+    response = deliver(client, webhook_endpoint, customer_event, **kwargs)
+
+    assert response.status_code == 400, case
+    assert not Event.objects.exists()
+    assert not WebhookEventTrigger.objects.filter(processed=True).exists()
+
+
+def test_a_body_changed_by_one_byte_is_400(client, webhook_endpoint, customer_event):
+    payload = json.dumps(customer_event)
+    tampered = payload.replace('"livemode": false', '"livemode": false ', 1)
+
+    response = deliver(client, webhook_endpoint, customer_event, body=tampered)
+
+    assert response.status_code == 400
+    assert not Event.objects.exists()
+
+
+def test_a_test_mode_event_at_a_live_endpoint_is_400(client, webhook_endpoint, customer_event):
+    webhook_endpoint.livemode = True
+    webhook_endpoint.save()
+
+    response = deliver(client, webhook_endpoint, customer_event)
+
+    assert response.status_code == 400
+    assert not Event.objects.exists()
+
+
+def test_a_missing_signature_or_unknown_endpoint_is_refused(client, webhook_endpoint):
+    missing = client.post(
+        f"/stripe/webhook/{webhook_endpoint.djstripe_uuid}/",
+        data="{}",
+        content_type="application/json",
+    )
+    unknown = client.post(
+        "/stripe/webhook/00000000-0000-0000-0000-000000000000/",
+        data="{}", content_type="application/json", HTTP_STRIPE_SIGNATURE="t=1,v1=00",
+    )  # fmt: skip
+
+    assert missing.status_code == 400
+    assert unknown.status_code == 404
+
+
+def test_an_unknown_event_type_is_accepted_and_ignored(client, webhook_endpoint, fake_stripe):
+    event = fake_stripe.emit("radar.early_fraud_warning.created", {"id": "issfr_1", "object": "x"})
+
+    response = deliver(client, webhook_endpoint, event)
+
+    assert response.status_code == 200
+    assert Event.objects.get(id=event["id"]).type == "radar.early_fraud_warning.created"
+
+
+def test_a_subscription_of_an_unknown_customer_changes_no_organization(
+    client, webhook_endpoint, fake_stripe, plans, organization
+):
+    stranger = fake_stripe.create_customer({"email": "someone@else.example"})
+    subscription = fake_stripe._create_subscription(
+        customer=stranger["id"], prices=[plans["pro"].stripe_price_id], trial_days=0, metadata={}
+    )
+
+    response = deliver(client, webhook_endpoint, fake_stripe.events[-1])
+
+    assert response.status_code == 200
+    assert subscription["status"] == "active"
+    organization.refresh_from_db()
+    assert organization.plan_id is None and organization.subscription_status == ""
+
+
+def test_an_event_naming_an_object_stripe_no_longer_has_is_ignored_not_retried(
+    client, webhook_endpoint, fake_stripe, customer_event
+):
+    from djstripe.models import Customer
+
+    customer_id = customer_event["data"]["object"]["id"]
+    Customer.objects.filter(id=customer_id).delete()
+    del fake_stripe.objects[customer_id]
+
+    response = deliver(client, webhook_endpoint, customer_event)
+
+    assert response.status_code == 200
+    trigger = WebhookEventTrigger.objects.get()
+    assert trigger.processed and trigger.exception.startswith("ignored")  # not retried
+    assert not Customer.objects.filter(id=customer_id).exists()
+
+
+# --- top-ups ---------------------------------------------------------------------------------
+
+
+def test_a_top_up_credits_the_wallet_exactly_once_when_its_event_arrives_three_times(
+    client, webhook_endpoint, fake_stripe, organization
+):
+    url = billing.checkout_top_up(organization, Decimal("25.00"), **URLS)
+    fake_stripe.complete_checkout(session_id(url))
+    completed = fake_stripe.events_of("checkout.session.completed")[0]
+
+    for _ in range(3):
+        assert deliver(client, webhook_endpoint, completed).status_code == 200
+
+    assert wallets.wallet_balance(organization) == Decimal("25.00")
+    assert organization.wallet.entries.count() == 1
+    assert Event.objects.filter(id=completed["id"]).count() == 1
+
+
+def test_the_same_session_in_two_different_events_still_credits_once(
+    client, webhook_endpoint, fake_stripe, organization
+):
+    url = billing.checkout_top_up(organization, Decimal("10.00"), **URLS)
+    session = fake_stripe.complete_checkout(session_id(url))
+    late_twin = fake_stripe.emit("checkout.session.async_payment_succeeded", session)
+
+    deliver(client, webhook_endpoint, fake_stripe.events_of("checkout.session.completed")[0])
+    deliver(client, webhook_endpoint, late_twin)
+
+    assert wallets.wallet_balance(organization) == Decimal("10.00")
+
+
+def test_a_refunded_top_up_takes_the_refund_back_out_of_the_wallet_once(
+    client, webhook_endpoint, fake_stripe, organization
+):
+    url = billing.checkout_top_up(organization, Decimal("30.00"), **URLS)
+    session = fake_stripe.complete_checkout(session_id(url))
+    deliver_all(client, webhook_endpoint, fake_stripe)
+    charge = fake_stripe.objects[fake_stripe.objects[session["payment_intent"]]["latest_charge"]]
+
+    fake_stripe.refund(charge["id"], amount=1000)
+    refunded = fake_stripe.events_of("charge.refunded")[-1]
+    deliver(client, webhook_endpoint, refunded)
+    deliver(client, webhook_endpoint, refunded)
+
+    assert wallets.wallet_balance(organization) == Decimal("20.00")
+
+
+# --- plans -----------------------------------------------------------------------------------
+
+
+def test_checkout_for_a_plan_without_a_stripe_price_is_a_clear_error(fake_stripe, organization):
+    plan = seed_catalog()["pro"]  # never synced to Stripe
+
+    with pytest.raises(PlanNotOnStripe) as raised:
+        billing.checkout_subscription(organization, plan, **URLS)
+
+    assert raised.value.code == "plan_not_on_stripe"
+    assert raised.value.details == {"plan": plan.code}
+
+
+def test_subscribe_trial_change_plan_and_cancel_at_period_end(
+    client, webhook_endpoint, fake_stripe, plans, organization
+):
+    pro, enterprise = plans["pro"], plans["enterprise"]
+    seen = 0
+
+    # Subscribe through Checkout, with the plan's trial.
+    url = billing.checkout_subscription(organization, pro, **URLS)
+    session = fake_stripe.complete_checkout(session_id(url))
+    seen = deliver_all(client, webhook_endpoint, fake_stripe, seen)
+    organization.refresh_from_db()
+    assert organization.plan == pro
+    expected_trial = "trialing" if pro.trial_days else "active"
+    assert organization.subscription_status == expected_trial
+    assert session["subscription"] == billing.current_subscription(organization).id
+    assert pro.included_quotas.exists()  # the quotas follow the plan
+
+    # The trial ends.
+    fake_stripe.end_trial(session["subscription"])
+    seen = deliver_all(client, webhook_endpoint, fake_stripe, seen)
+    organization.refresh_from_db()
+    assert organization.subscription_status == "active"
+
+    # Change plan: a direct update with proration (Checkout does not change a subscription).
+    billing.change_plan(organization, enterprise)
+    organization.refresh_from_db()
+    assert organization.plan == enterprise
+    items = fake_stripe.objects[session["subscription"]]["items"]["data"]
+    assert enterprise.stripe_price_id in [item["price"]["id"] for item in items]
+    assert pro.stripe_price_id not in [item["price"]["id"] for item in items]
+    seen = deliver_all(client, webhook_endpoint, fake_stripe, seen)
+
+    # Cancel at period end: still on the plan until then, resumable.
+    billing.cancel_subscription(organization, at_period_end=True)
+    seen = deliver_all(client, webhook_endpoint, fake_stripe, seen)
+    organization.refresh_from_db()
+    assert organization.plan == enterprise
+    assert billing.subscription_summary(organization)["cancel_at_period_end"] is True
+
+    fake_stripe.end_period(session["subscription"])
+    deliver_all(client, webhook_endpoint, fake_stripe, seen)
+    organization.refresh_from_db()
+    assert organization.subscription_status == "canceled"
+    assert organization.plan is None  # back on the default plan
+
+
+def test_an_older_update_delivered_after_a_newer_one_does_not_roll_the_plan_back(
+    client, webhook_endpoint, fake_stripe, plans, organization
+):
+    url = billing.checkout_subscription(organization, plans["pro"], **URLS)
+    session = fake_stripe.complete_checkout(session_id(url))
+    seen = deliver_all(client, webhook_endpoint, fake_stripe)
+    subscription = fake_stripe.objects[session["subscription"]]
+    item = subscription["items"]["data"][0]["id"]
+    fake_stripe.update_subscription(
+        subscription["id"], {"items": [{"id": item, "price": plans["enterprise"].stripe_price_id}]}
+    )
+    to_enterprise = fake_stripe.events[-1]
+    fake_stripe.update_subscription(
+        subscription["id"], {"items": [{"id": item, "price": plans["free"].stripe_price_id}]}
+    )
+    to_free = fake_stripe.events[-1]
+    assert seen < len(fake_stripe.events)
+
+    deliver(client, webhook_endpoint, to_free)
+    deliver(client, webhook_endpoint, to_enterprise)  # late and stale
+    deliver(client, webhook_endpoint, to_free)  # and again
+
+    organization.refresh_from_db()
+    assert organization.plan == plans["free"]
+
+
+def test_resume_undoes_a_cancellation_at_period_end(fake_stripe, plans, organization):
+    url = billing.checkout_subscription(organization, plans["pro"], **URLS)
+    session = fake_stripe.complete_checkout(session_id(url))
+    billing.follow_subscription(organization, session["subscription"])
+    billing.cancel_subscription(organization, at_period_end=True)
+
+    billing.resume_subscription(organization)
+
+    assert billing.subscription_summary(organization)["cancel_at_period_end"] is False
+    assert fake_stripe.objects[session["subscription"]]["cancel_at_period_end"] is False
+
+
+def test_a_failed_payment_marks_the_organization_past_due(
+    client, webhook_endpoint, fake_stripe, plans, organization
+):
+    url = billing.checkout_subscription(organization, plans["pro"], **URLS)
+    session = fake_stripe.complete_checkout(session_id(url))
+    seen = deliver_all(client, webhook_endpoint, fake_stripe)
+
+    fake_stripe.fail_payment(session["subscription"])
+    deliver_all(client, webhook_endpoint, fake_stripe, seen)
+
+    organization.refresh_from_db()
+    assert organization.subscription_status == "past_due"
+    assert organization.past_due_since is not None
+    assert organization.plan == plans["pro"]  # the grace period keeps the plan
+
+
+def test_the_customer_portal_link_comes_from_stripe(fake_stripe, organization):
+    url = billing.customer_portal_url(organization, return_url="https://billing.example.com/")
+
+    assert url.startswith("https://billing.stripe.com/p/session/")
+
+
+def test_without_stripe_keys_payments_say_they_are_not_configured(settings, organization):
+    from apps.customers.errors import StripeNotConfigured
+
+    settings.STRIPE_ENABLED = False
+    with pytest.raises(StripeNotConfigured):
+        billing.checkout_top_up(organization, Decimal("5"), **URLS)
+    assert Organization.objects.get(pk=organization.pk).subscription_status == ""
