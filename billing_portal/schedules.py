@@ -40,6 +40,31 @@ BUDGET_PERIODS = Job(
 )
 
 
+STRIPE_USAGE = Job(
+    name="Report usage to Stripe",
+    task="apps.usage.tasks.report_usage_to_stripe",
+    minute="20",
+    description="Sends Stripe's meters the postpaid usage not yet sent (hourly); a rerun "
+    "or a crashed run never reports a unit twice.",
+)
+
+STRIPE_RECONCILE = Job(
+    name="Reconcile with Stripe",
+    task="apps.customers.tasks.reconcile_stripe",
+    minute="30",
+    hour="3",
+    description="Re-syncs customers, subscriptions and invoices from Stripe so a missed "
+    "webhook heals (daily, 03:30 UTC); its result lists what it fixed.",
+)
+
+STRIPE_WEBHOOK_SWEEP = Job(
+    name="Process pending Stripe webhooks",
+    task="apps.customers.webhooks.process_pending_webhooks",
+    minute="*/5",
+    description="Enqueues verified Stripe deliveries still unprocessed after a minute.",
+)
+
+
 def install(job: Job, *, periodic_task_model, crontab_model) -> None:
     """Creates (or brings back to its definition) the beat row of ``job``; the models are
     passed in so data migrations can hand over their historical ones."""

@@ -315,3 +315,38 @@ def subscription_summary(organization: Organization) -> dict:
         "trial_end": data.get("trial_end"),
         "current_period_end": period_end,
     }
+
+
+# --- reconciliation -----------------------------------------------------------------------
+
+
+def reconcile() -> dict:
+    """Re-syncs every organisation's customer, subscriptions and invoices from Stripe
+    (dj-stripe's sync) and re-applies the subscription, so a missed webhook heals. Returns
+    what it fixed: the organisations whose plan or status had drifted."""
+    key = api_key()
+    fixed, customers = [], 0
+    for customer in djstripe.Customer.objects.filter(
+        subscriber__isnull=False, livemode=settings.STRIPE_LIVE_MODE
+    ).select_related("subscriber"):
+        customers += 1
+        djstripe.Customer.sync_from_stripe_data(
+            stripe.Customer.retrieve(customer.id, api_key=key), api_key=key
+        )
+        for data in stripe.Subscription.list(
+            api_key=key, customer=customer.id, status="all", limit=100
+        ).auto_paging_iter():
+            djstripe.Subscription.sync_from_stripe_data(data, api_key=key)
+        for data in stripe.Invoice.list(
+            api_key=key, customer=customer.id, limit=100
+        ).auto_paging_iter():
+            djstripe.Invoice.sync_from_stripe_data(data, api_key=key)
+        with transaction.atomic():
+            organization = Organization.objects.select_for_update().get(pk=customer.subscriber_id)
+            before = (organization.plan_id, organization.subscription_status)
+            organization = _apply_subscription(organization)
+            after = (organization.plan_id, organization.subscription_status)
+        if before != after:
+            fixed.append({"organization": organization.slug, "before": before, "after": after})
+            logger.warning("Reconciliation fixed %s: %s -> %s", organization.slug, before, after)
+    return {"customers": customers, "fixed": fixed}

@@ -9,3 +9,15 @@ from apps.customers import wallets
 def expire_credits(self) -> int:
     """Writes off expired credit grants; a second run finds nothing to do."""
     return wallets.expire_credits()
+
+
+@shared_task(bind=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def reconcile_stripe(self) -> dict:
+    """Daily: re-syncs customers, subscriptions and invoices from Stripe; reports fixes."""
+    from django.conf import settings
+
+    from apps.customers import billing
+
+    if not settings.STRIPE_ENABLED:
+        return {"customers": 0, "fixed": [], "skipped": "Stripe is not configured"}
+    return billing.reconcile()

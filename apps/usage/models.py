@@ -176,3 +176,28 @@ class DailyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization_id} {self.product_id} {self.day}"
+
+
+class StripeUsageReport(AppendOnlyModel):
+    """One meter event sent to Stripe: the postpaid cost of an organisation's product on a
+    day, reported as the difference between what the rollup now holds and what earlier
+    reports sent. Append-only; the identifier is derived from what was reported before, so
+    a run that crashed after Stripe took the event sends the same identifier again and
+    Stripe keeps one."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    day = models.DateField()
+    value = models.BigIntegerField(help_text="Meter units sent (millionths of the currency).")
+    reported_total = models.BigIntegerField(help_text="Units reported for the day, this one in.")
+    identifier = models.CharField(max_length=100, unique=True)
+    stripe_customer_id = models.CharField(max_length=255)
+    event_name = models.CharField(max_length=100)
+    reported_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-reported_at"]
+        indexes = [models.Index(fields=["organization", "product", "day"])]
+
+    def __str__(self) -> str:
+        return self.identifier

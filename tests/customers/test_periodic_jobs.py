@@ -35,3 +35,15 @@ def test_the_credit_expiry_task_writes_off_expired_grants_once(organization):
     assert tasks.expire_credits.delay().get() == 0
     grant.refresh_from_db()
     assert grant.remaining == 0
+
+
+@pytest.mark.parametrize(
+    "job", [schedules.STRIPE_USAGE, schedules.STRIPE_RECONCILE, schedules.STRIPE_WEBHOOK_SWEEP]
+)
+def test_the_stripe_jobs_name_tasks_celery_knows(job):
+    from billing_portal.celery import app
+
+    app.loader.import_default_modules()
+    schedules.install(job, periodic_task_model=PeriodicTask, crontab_model=CrontabSchedule)
+
+    assert PeriodicTask.objects.get(name=job.name).task in app.tasks

@@ -358,3 +358,52 @@ def test_without_stripe_keys_payments_say_they_are_not_configured(settings, orga
     with pytest.raises(StripeNotConfigured):
         billing.checkout_top_up(organization, Decimal("5"), **URLS)
     assert Organization.objects.get(pk=organization.pk).subscription_status == ""
+
+
+# --- reconciliation ----------------------------------------------------------------------
+
+
+def test_reconciliation_heals_a_missed_webhook_and_says_what_it_fixed(
+    fake_stripe, plans, organization
+):
+    from apps.customers.tasks import reconcile_stripe
+
+    url = billing.checkout_subscription(organization, plans["pro"], **URLS)
+    session = fake_stripe.complete_checkout(session_id(url))
+    billing.follow_subscription(organization, session["subscription"])
+    item = fake_stripe.objects[session["subscription"]]["items"]["data"][0]["id"]
+    # Changed in Stripe's dashboard; the webhook never arrives.
+    fake_stripe.update_subscription(
+        session["subscription"],
+        {"items": [{"id": item, "price": plans["enterprise"].stripe_price_id}]},
+    )
+
+    result = reconcile_stripe.delay().get()
+    again = reconcile_stripe.delay().get()
+
+    organization.refresh_from_db()
+    assert organization.plan == plans["enterprise"]
+    assert [fix["organization"] for fix in result["fixed"]] == [organization.slug]
+    assert again["fixed"] == []
+
+
+def test_a_pending_delivery_is_enqueued_by_the_sweep(client, webhook_endpoint, customer_event):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.customers.webhooks import process_pending_webhooks
+
+    trigger = WebhookEventTrigger.objects.create(
+        headers={}, body=json.dumps(customer_event), remote_ip="127.0.0.1", valid=True,
+        webhook_endpoint=webhook_endpoint,
+    )  # fmt: skip
+    WebhookEventTrigger.objects.filter(pk=trigger.pk).update(
+        created=timezone.now() - timedelta(minutes=5)
+    )
+
+    assert process_pending_webhooks.delay().get() == 1
+
+    trigger.refresh_from_db()
+    assert trigger.processed
+    assert process_pending_webhooks.delay().get() == 0

@@ -1,0 +1,116 @@
+"""Postpaid usage reported to Stripe's meters: each unit once, however often it runs."""
+
+from decimal import Decimal as D
+from io import StringIO
+
+import pytest
+import stripe
+from django.core.management import call_command
+
+from apps.customers import billing
+from apps.usage import stripe_usage
+from apps.usage.models import BillingRecord, StripeUsageReport
+from apps.usage.tasks import report_usage_to_stripe
+from tests.http import bearer
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def metered(fake_stripe, org, calls, llm):
+    """The catalog on Stripe and the organisation a Stripe customer."""
+    call_command("sync_stripe_catalog", stdout=StringIO())
+    calls.refresh_from_db()
+    llm.refresh_from_db()
+    customer = billing.ensure_customer(org)
+    return customer
+
+
+def record(api_client, key, body, event_id):
+    response = api_client.post(
+        "/api/v1/usage/record", {**body, "event_id": event_id}, format="json", **bearer(key)
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def postpaid_units() -> int:
+    total = sum(
+        r.total_amount for r in BillingRecord.objects.filter(billing_method="payment_charge")
+    )
+    return stripe_usage.meter_units(total)
+
+
+def test_usage_reported_twice_for_the_same_period_reports_each_unit_once(
+    api_client, key, metered, fake_stripe, calls, llm
+):
+    for n in range(5):
+        record(api_client, key, {"product_id": "calls", "usage_amount": 7, "user_id": "u"}, f"c{n}")
+    usage = {"input_tokens": 4000, "output_tokens": 1500}
+    record(api_client, key, {"product_id": "llm", "usage_details": usage}, "l1")
+
+    first = report_usage_to_stripe.delay().get()
+    second = report_usage_to_stripe.delay().get()
+
+    assert first["events"] == 2 and second == {"events": 0, "units": 0, "recovered": 0}
+    assert fake_stripe.metered_total(calls.stripe_meter_event_name, metered.id) == (
+        stripe_usage.meter_units(D("0.35"))
+    )
+    sent = fake_stripe.metered_total(calls.stripe_meter_event_name, metered.id)
+    sent += fake_stripe.metered_total(llm.stripe_meter_event_name, metered.id)
+    assert sent == postpaid_units() == first["units"]
+    assert StripeUsageReport.objects.count() == 2
+
+
+def test_usage_arriving_after_a_report_is_sent_as_the_difference(
+    api_client, key, metered, fake_stripe, calls
+):
+    record(api_client, key, {"product_id": "calls", "usage_amount": 100}, "a")
+    stripe_usage.report_all()
+    record(api_client, key, {"product_id": "calls", "usage_amount": 50}, "b")
+
+    run = stripe_usage.report_all()
+
+    assert run.events == 1 and run.units == stripe_usage.meter_units(D("0.50"))
+    assert fake_stripe.metered_total(calls.stripe_meter_event_name, metered.id) == (
+        stripe_usage.meter_units(D("1.50"))
+    )
+
+
+def test_a_run_that_stopped_after_stripe_took_the_event_does_not_send_it_twice(
+    api_client, key, metered, fake_stripe, calls, org
+):
+    record(api_client, key, {"product_id": "calls", "usage_amount": 100}, "a")
+    day = BillingRecord.objects.get().occurred_at.astimezone(org.tz).date()
+    # The interrupted run: Stripe has the event, the portal has no record of it.
+    identifier = f"bp-{org.pk}-{calls.pk}-{day:%Y%m%d}-0"
+    stripe.billing.MeterEvent.create(
+        api_key="sk_test_51PortalFakeKey000000000000000000000000",
+        event_name=calls.stripe_meter_event_name,
+        identifier=identifier,
+        payload={"stripe_customer_id": metered.id, "value": "1000000"},
+    )
+
+    run = stripe_usage.report_all()
+
+    assert run.recovered == 1
+    assert fake_stripe.metered_total(calls.stripe_meter_event_name, metered.id) == 1_000_000
+    assert StripeUsageReport.objects.get().identifier == identifier
+
+
+def test_prepaid_usage_is_not_reported(api_client, key, metered, fake_stripe, calls, org):
+    from apps.customers import wallets
+
+    wallets.top_up_wallet(organization=org, amount=D(10), actor="t", reason="t")
+    record(api_client, key, {"product_id": "calls", "usage_amount": 100}, "a")
+
+    run = stripe_usage.report_all()
+
+    assert run.events == 0 and fake_stripe.meter_events == []
+
+
+def test_without_stripe_nothing_is_reported(settings, api_client, key, calls):
+    settings.STRIPE_ENABLED = False
+    record(api_client, key, {"product_id": "calls", "usage_amount": 100}, "a")
+
+    assert stripe_usage.report_all().events == 0
