@@ -820,6 +820,52 @@ class FakeStripe:
             return subscription
 
 
+def invoice(fake: FakeStripe, subscription_id: str, *, paid: bool) -> dict:
+    """Stripe closes the subscription's current period: an invoice for it (the base fee and
+    the meters' usage), then paid or a failed payment."""
+    with fake.lock:
+        subscription = fake.get(subscription_id, "subscription")
+        item = subscription["items"]["data"][0]
+        start, end = item["current_period_start"], item["current_period_end"]
+        customer = subscription["customer"]
+        metered = sum(
+            fake.metered_total(m["event_name"], customer) for m in fake._all("billing.meter")
+        )
+        base = sum(i["price"]["unit_amount"] or 0 for i in subscription["items"]["data"]
+                   if (i["price"]["recurring"] or {}).get("usage_type") != "metered")  # fmt: skip
+        total = base + round(metered / 10**4)  # meter units are millionths; cents
+        invoice_id = fake.new_id("in")
+        number = f"BP-{len(fake._all('invoice')) + 1:04d}"
+        obj = {
+            "id": invoice_id, "object": "invoice", "account_country": "US",
+            "account_name": "Billing Portal (test)", "amount_due": total,
+            "amount_paid": total if paid else 0, "amount_remaining": 0 if paid else total,
+            "attempt_count": 1, "attempted": True, "auto_advance": True,
+            "billing_reason": "subscription_cycle", "collection_method": "charge_automatically",
+            "created": fake.now(), "currency": subscription["currency"], "customer": customer,
+            "customer_email": None, "default_payment_method": None, "description": None,
+            "discounts": [], "due_date": None, "ending_balance": 0,
+            "hosted_invoice_url": f"https://invoice.stripe.com/i/{invoice_id}",
+            "invoice_pdf": f"https://pay.stripe.com/invoice/{invoice_id}/pdf",
+            "lines": {"object": "list", "data": [], "has_more": False,
+                      "url": f"/v1/invoices/{invoice_id}/lines"},
+            "livemode": False, "metadata": {}, "number": number,
+            "parent": {"type": "subscription_details",
+                       "subscription_details": {"subscription": subscription_id}},
+            "period_end": end, "period_start": start, "starting_balance": 0,
+            "status": "paid" if paid else "open",
+            "status_transitions": {
+                "finalized_at": fake.now(), "paid_at": fake.now() if paid else None,
+            },
+            "subtotal": total, "total": total, "webhooks_delivered_at": None,
+        }  # fmt: skip
+        fake.objects[invoice_id] = obj
+        fake.emit("invoice.created", obj)
+        fake.emit("invoice.finalized", obj)
+        fake.emit("invoice.paid" if paid else "invoice.payment_failed", obj)
+        return obj
+
+
 def _typed(value):
     if value in ("true", "false"):
         return value == "true"

@@ -5,3 +5,6 @@ class UsageConfig(AppConfig):
     name = "apps.usage"
     label = "usage"
     verbose_name = "Usage"
+
+    def ready(self) -> None:
+        from apps.usage import stripe_invoices  # noqa: F401

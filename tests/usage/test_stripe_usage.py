@@ -114,3 +114,72 @@ def test_without_stripe_nothing_is_reported(settings, api_client, key, calls):
     record(api_client, key, {"product_id": "calls", "usage_amount": 100}, "a")
 
     assert stripe_usage.report_all().events == 0
+
+
+# --- invoices settle the period's postpaid records ------------------------------------------
+
+
+@pytest.fixture
+def subscribed(metered, fake_stripe, org, plan):
+    from tests.fake_stripe import invoice  # noqa: F401 - the fixture's users need it
+
+    plan.refresh_from_db()
+    url = billing.checkout_subscription(
+        org, plan, success_url="https://x/ok", cancel_url="https://x/no"
+    )
+    session = fake_stripe.complete_checkout(url.rsplit("/", 1)[1])
+    return session["subscription"]
+
+
+def deliver_from(client, endpoint, fake, since):
+    from tests.stripe_webhooks import deliver
+
+    for event in fake.events[since:]:
+        assert deliver(client, endpoint, event).status_code == 200
+
+
+def test_a_paid_invoice_completes_the_periods_postpaid_records(
+    api_client, client, key, subscribed, fake_stripe, webhook_endpoint
+):
+    from tests.fake_stripe import invoice
+
+    for n in range(3):
+        record(api_client, key, {"product_id": "calls", "usage_amount": 10}, f"e{n}")
+    stripe_usage.report_all()
+    since = len(fake_stripe.events)
+
+    paid = invoice(fake_stripe, subscribed, paid=True)
+    deliver_from(client, webhook_endpoint, fake_stripe, since)
+    deliver_from(client, webhook_endpoint, fake_stripe, since)  # every event twice
+
+    records = BillingRecord.objects.filter(billing_method="payment_charge")
+    assert {r.status for r in records} == {"completed"}
+    for r in records:
+        moves = [(e.from_status, e.to_status, e.actor) for e in r.events.order_by("pk")]
+        assert moves == [("", "pending", moves[0][2]), ("pending", "completed", "stripe")]
+    assert paid["amount_due"] >= 30  # the meters' 30 cents are on Stripe's invoice
+
+
+def test_a_failed_invoice_payment_fails_the_records_and_tells_the_billing_contact(
+    api_client,
+    client,
+    key,
+    subscribed,
+    fake_stripe,
+    webhook_endpoint,
+    org,
+    mailoutbox,
+    django_capture_on_commit_callbacks,
+):
+    from tests.fake_stripe import invoice
+
+    record(api_client, key, {"product_id": "calls", "usage_amount": 10}, "e1")
+    since = len(fake_stripe.events)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice(fake_stripe, subscribed, paid=False)
+        deliver_from(client, webhook_endpoint, fake_stripe, since)
+
+    assert BillingRecord.objects.get(billing_method="payment_charge").status == "failed"
+    assert [m.to for m in mailoutbox] == [[org.billing_email]]
+    assert "Payment failed" in mailoutbox[0].subject

@@ -1,0 +1,111 @@
+"""Stripe invoices settle the postpaid billing records of the period they bill.
+
+A subscription's invoice bills its period's metered usage; when Stripe reports it paid,
+the organisation's ``payment_charge`` records that occurred in that period become
+``completed``; when a payment fails they become ``failed`` and the billing contact is told.
+Both are set-based (a period may hold millions of records), write one billing event per
+record moved, and are idempotent: a record already in the target status is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import stripe
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+from djstripe import models as djstripe
+from djstripe.settings import djstripe_settings
+from djstripe.signals import WEBHOOK_SIGNALS
+
+from apps.customers import billing
+from apps.pricing.models import BillingMethod
+from apps.usage.models import BillingEvent, BillingRecord, BillingStatus
+
+logger = logging.getLogger(__name__)
+
+SETTLES = {
+    BillingStatus.COMPLETED: [
+        BillingStatus.PENDING,
+        BillingStatus.PROCESSING,
+        BillingStatus.FAILED,
+    ],
+    BillingStatus.FAILED: [BillingStatus.PENDING, BillingStatus.PROCESSING],
+}
+
+
+def settle(*, organization, start: datetime, end: datetime, to_status: str, reason: str) -> int:
+    """Moves the period's open postpaid records to ``to_status``; returns how many moved."""
+    now = timezone.now()
+    with transaction.atomic():
+        records = list(
+            BillingRecord.objects.select_for_update()
+            .filter(
+                organization=organization,
+                billing_method=BillingMethod.PAYMENT_CHARGE,
+                occurred_at__gte=start,
+                occurred_at__lt=end,
+                status__in=SETTLES[to_status],
+            )
+            .only("pk", "status", "total_amount")
+        )
+        BillingEvent.objects.bulk_create(
+            BillingEvent(
+                record_id=record.pk, from_status=record.status, to_status=to_status,
+                billing_method=BillingMethod.PAYMENT_CHARGE, amount=record.total_amount,
+                actor="stripe", reason=reason, created_at=now,
+            )
+            for record in records
+        )  # fmt: skip
+        BillingRecord.objects.filter(pk__in=[r.pk for r in records]).update(
+            status=to_status, updated_at=now
+        )
+    return len(records)
+
+
+def on_invoice(sender, event, **kwargs) -> None:
+    key = djstripe_settings.STRIPE_SECRET_KEY
+    invoice = stripe.Invoice.retrieve(event.data["object"]["id"], api_key=key)
+    djstripe.Invoice.sync_from_stripe_data(invoice, api_key=key)
+    organization = billing.organization_for_customer(invoice.get("customer"))
+    if organization is None:
+        logger.warning("Stripe event %s: invoice of an unknown customer", event.id)
+        return
+    start = datetime.fromtimestamp(invoice["period_start"], UTC)
+    end = datetime.fromtimestamp(invoice["period_end"], UTC)
+    label = invoice.get("number") or invoice["id"]
+    if invoice["status"] == "paid":
+        settle(
+            organization=organization, start=start, end=end,
+            to_status=BillingStatus.COMPLETED, reason=f"Stripe invoice {label} paid",
+        )  # fmt: skip
+    elif event.type == "invoice.payment_failed":
+        moved = settle(
+            organization=organization, start=start, end=end,
+            to_status=BillingStatus.FAILED, reason=f"Payment of Stripe invoice {label} failed",
+        )  # fmt: skip
+        logger.error("Payment of invoice %s of %s failed", label, organization.slug)
+        transaction.on_commit(lambda: _tell(organization, invoice, label, moved))
+
+
+def _tell(organization, invoice, label, moved) -> None:
+    try:
+        send_mail(
+            subject=f"Payment failed for invoice {label}",
+            message=(
+                f"The payment of invoice {label} for {organization.name} failed; "
+                f"{moved} usage charges of its period are unpaid. Update the card or pay it: "
+                f"{invoice.get('hosted_invoice_url') or ''}"
+            ),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            recipient_list=[organization.billing_email],
+        )
+    except Exception:
+        logger.exception("Could not tell %s about the failed payment", organization.slug)
+
+
+for _type in ("invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed"):
+    WEBHOOK_SIGNALS[_type].connect(on_invoice, sender=djstripe.Event, dispatch_uid=f"usage:{_type}")
