@@ -21,3 +21,14 @@ def reconcile_stripe(self) -> dict:
     if not settings.STRIPE_ENABLED:
         return {"customers": 0, "fixed": [], "skipped": "Stripe is not configured"}
     return billing.reconcile()
+
+
+@shared_task(bind=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=8)
+def sync_stripe_customer(self, organization_id: int) -> None:
+    """Brings the Stripe customer's name and email in line with the organisation."""
+    from apps.customers import billing
+    from apps.customers.models import Organization
+
+    organization = Organization.objects.filter(pk=organization_id).first()
+    if organization is not None:
+        billing.sync_customer_details(organization)
