@@ -53,8 +53,13 @@ class OrganizationAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug", "billing_email"]
     date_hierarchy = "created_at"
     prepopulated_fields = {"slug": ["name"]}
-    readonly_fields = ["created_at", "updated_at"]
+    # Stripe decides these (``billing.follow_subscription``); the currency is the wallet's.
+    readonly_fields = ["subscription_status", "past_due_since", "created_at", "updated_at"]
     inlines = [MembershipInline, ApiKeyInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields + ["currency"] if obj is not None else fields
     actions = ["suspend", "reactivate"]
 
     @admin.action(description="Suspend the selected organisations", permissions=["change"])
@@ -209,6 +214,11 @@ class WalletAdmin(admin.ModelAdmin):
     search_fields = ["organization__name", "organization__slug"]
     readonly_fields = ["organization", "currency", "balance", "updated_at"]
     actions = ["top_up", "grant_credits"]
+
+    def save_model(self, request, obj, form, change):
+        # Only what the form edits: a full save would write back the balance as it was
+        # read, over any payment committed meanwhile.
+        obj.save(update_fields=["overdraft_limit", "updated_at"])
 
     def has_add_permission(self, request, obj=None):
         return False

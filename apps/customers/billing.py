@@ -9,6 +9,7 @@ arrive twice, late or out of order cannot roll it back.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from decimal import Decimal
 
 import stripe
@@ -20,7 +21,7 @@ from djstripe.settings import djstripe_settings
 
 from apps.customers.errors import NoSubscription, PlanNotOnStripe, StripeNotConfigured
 from apps.customers.models import Organization, SubscriptionStatus
-from apps.pricing.currencies import minor_units
+from apps.pricing.cost_engine import to_minor_units
 from apps.pricing.models import Plan, Product
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ LIVE_STATUSES = {
     SubscriptionStatus.ACTIVE,
     SubscriptionStatus.PAST_DUE,
 }
+RECONCILE_INVOICE_DAYS = timedelta(days=35)
 TOP_UP = "wallet_top_up"
 SUBSCRIBE = "subscription"
 
@@ -89,12 +91,10 @@ def sync_customer_details(organization: Organization) -> None:
 def organization_for_customer(customer_id: str | None) -> Organization | None:
     if not customer_id:
         return None
+    # dj-stripe links the customer to its subscriber (and re-links one created elsewhere
+    # from the ``djstripe_subscriber`` metadata it sets).
     customer = djstripe.Customer.objects.filter(id=customer_id).select_related("subscriber").first()
-    if customer is not None and customer.subscriber is not None:
-        return customer.subscriber
-    # A customer created elsewhere for one of ours carries its slug in its metadata.
-    slug = ((customer.metadata or {}) if customer else {}).get("organization_id")
-    return Organization.objects.filter(slug=slug).first() if slug else None
+    return customer.subscriber if customer is not None else None
 
 
 # --- Checkout and the customer portal -------------------------------------------------------
@@ -139,8 +139,8 @@ def checkout_top_up(
     key = api_key()
     customer = ensure_customer(organization)
     currency = organization.currency
-    minor = int((amount * 10 ** minor_units(currency)).to_integral_value())
-    metadata = {"organization_id": organization.slug, "kind": TOP_UP, "amount": str(amount)}
+    minor = to_minor_units(amount, currency)
+    metadata = {"organization_id": organization.slug, "kind": TOP_UP}
     session = stripe.checkout.Session.create(
         api_key=key,
         mode="payment",
@@ -190,15 +190,15 @@ def _has_had_subscription(customer: djstripe.Customer) -> bool:
 
 def current_subscription(organization: Organization) -> djstripe.Subscription | None:
     """The subscription that decides the plan: the newest live one, else the newest."""
-    subscriptions = sorted(
-        djstripe.Subscription.objects.filter(customer__subscriber=organization),
-        key=lambda sub: (sub.stripe_data or {}).get("created") or 0,
-        reverse=True,
-    )
+    subscriptions = djstripe.Subscription.objects.filter(
+        customer__subscriber=organization, livemode=settings.STRIPE_LIVE_MODE
+    ).order_by("-created", "-djstripe_id")
+    newest = None
     for subscription in subscriptions:
-        if (subscription.stripe_data or {}).get("status") in LIVE_STATUSES:
+        if subscription.status in LIVE_STATUSES:
             return subscription
-    return subscriptions[0] if subscriptions else None
+        newest = newest or subscription
+    return newest
 
 
 def change_plan(organization: Organization, plan: Plan) -> None:
@@ -244,7 +244,7 @@ def resume_subscription(organization: Organization) -> None:
 
 def _live_subscription(organization: Organization) -> djstripe.Subscription:
     subscription = current_subscription(organization)
-    if subscription is None or (subscription.stripe_data or {}).get("status") not in LIVE_STATUSES:
+    if subscription is None or subscription.status not in LIVE_STATUSES:
         raise NoSubscription()
     return subscription
 
@@ -258,10 +258,16 @@ def follow_subscription(organization: Organization, subscription_id: str) -> Org
     the organisation's plan and status follow the current subscription."""
     key = api_key()
     with transaction.atomic():
-        organization = Organization.objects.select_for_update().get(pk=organization.pk)
+        organization = lock_organization(organization.pk)
         data = stripe.Subscription.retrieve(subscription_id, api_key=key)
         djstripe.Subscription.sync_from_stripe_data(data, api_key=key)
         return _apply_subscription(organization)
+
+
+def lock_organization(organization_id: int) -> Organization:
+    """Serialises everything that follows Stripe for one organisation. FOR NO KEY UPDATE:
+    it does not block the foreign-key checks of usage being recorded meanwhile."""
+    return Organization.objects.select_for_update(no_key=True).get(pk=organization_id)
 
 
 def _apply_subscription(organization: Organization) -> Organization:
@@ -326,24 +332,27 @@ def reconcile() -> dict:
     what it fixed: the organisations whose plan or status had drifted."""
     key = api_key()
     fixed, customers = [], 0
+    recent_invoices = {"gte": int((timezone.now() - RECONCILE_INVOICE_DAYS).timestamp())}
     for customer in djstripe.Customer.objects.filter(
         subscriber__isnull=False, livemode=settings.STRIPE_LIVE_MODE
-    ).select_related("subscriber"):
+    ):
         customers += 1
-        djstripe.Customer.sync_from_stripe_data(
-            stripe.Customer.retrieve(customer.id, api_key=key), api_key=key
-        )
-        for data in stripe.Subscription.list(
-            api_key=key, customer=customer.id, status="all", limit=100
-        ).auto_paging_iter():
-            djstripe.Subscription.sync_from_stripe_data(data, api_key=key)
-        for data in stripe.Invoice.list(
-            api_key=key, customer=customer.id, limit=100
-        ).auto_paging_iter():
-            djstripe.Invoice.sync_from_stripe_data(data, api_key=key)
+        # Fetched and stored under the organisation's lock, like every webhook's
+        # re-fetch, so a newer state applied meanwhile is never overwritten by this one.
         with transaction.atomic():
-            organization = Organization.objects.select_for_update().get(pk=customer.subscriber_id)
+            organization = lock_organization(customer.subscriber_id)
             before = (organization.plan_id, organization.subscription_status)
+            djstripe.Customer.sync_from_stripe_data(
+                stripe.Customer.retrieve(customer.id, api_key=key), api_key=key
+            )
+            for data in stripe.Subscription.list(
+                api_key=key, customer=customer.id, status="all", limit=100
+            ).auto_paging_iter():
+                djstripe.Subscription.sync_from_stripe_data(data, api_key=key)
+            for data in stripe.Invoice.list(
+                api_key=key, customer=customer.id, created=recent_invoices, limit=100
+            ).auto_paging_iter():
+                djstripe.Invoice.sync_from_stripe_data(data, api_key=key)
             organization = _apply_subscription(organization)
             after = (organization.plan_id, organization.subscription_status)
         if before != after:

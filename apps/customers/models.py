@@ -97,6 +97,15 @@ class Organization(models.Model):
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
 
+    def clean(self) -> None:
+        # Usage is priced in the plan's currency and paid from a wallet, credits and
+        # budgets in the organisation's: they must be one currency.
+        if self.plan is not None and self.plan.currency != self.currency:
+            raise ValidationError(
+                {"plan": f"{self.plan.code} is priced in {self.plan.currency}; this "
+                 f"organisation pays in {self.currency}."}
+            )  # fmt: skip
+
 
 class Membership(models.Model):
     class Role(models.TextChoices):

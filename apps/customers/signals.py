@@ -16,8 +16,6 @@ from apps.pricing.models import Plan
 @receiver([post_save, post_delete], sender=Organization)
 @receiver([post_save, post_delete], sender=Plan)
 def _access_changed(sender, instance, **kwargs) -> None:
-    if sender is ApiKey and kwargs.get("update_fields") == frozenset({"last_used_at"}):
-        return
     ACCESS.invalidate()
 
 

@@ -40,17 +40,21 @@ class InsufficientCredits(PortalError):
     message = "The organisation's credits do not cover this amount."
 
 
-def _ensure_wallet(organization: Organization) -> None:
-    Wallet.objects.bulk_create(
-        [Wallet(organization=organization, currency=organization.currency)],
-        ignore_conflicts=True,
-    )
+# Grants are always locked in this order (Funds, refunds, expiry), so two transactions
+# that lock some of the same grants cannot deadlock.
+GRANT_LOCK_ORDER = (F("expires_at").asc(nulls_last=True), "id")
 
 
 def locked_wallet(organization: Organization) -> Wallet:
     """The organisation's wallet (created on first use), locked until the transaction ends."""
-    _ensure_wallet(organization)
-    return Wallet.objects.select_for_update().get(organization=organization)
+    wallet = Wallet.objects.select_for_update().filter(organization=organization).first()
+    if wallet is None:
+        Wallet.objects.bulk_create(
+            [Wallet(organization=organization, currency=organization.currency)],
+            ignore_conflicts=True,
+        )
+        wallet = Wallet.objects.select_for_update().get(organization=organization)
+    return wallet
 
 
 def wallet_balance(organization: Organization) -> Decimal:
@@ -104,20 +108,14 @@ def top_up_wallet(
     most once, however often it is called."""
     if amount <= 0:
         raise InvalidAmount()
-    try:
-        return _write_wallet_entry(
-            organization=organization,
-            amount=amount,
-            kind=WalletEntry.Kind.TOP_UP,
-            reference=reference,
-            actor=actor,
-            reason=reason,
-        )
-    except IntegrityError:
-        # Two callers raced with the same reference: the other one wrote it.
-        return WalletEntry.objects.get(
-            wallet__organization=organization, kind=WalletEntry.Kind.TOP_UP, reference=reference
-        )
+    return _write_wallet_entry(
+        organization=organization,
+        amount=amount,
+        kind=WalletEntry.Kind.TOP_UP,
+        reference=reference,
+        actor=actor,
+        reason=reason,
+    )
 
 
 def adjust_wallet(
@@ -166,21 +164,28 @@ def grant_credits(
         raise InvalidAmount()
     if reference:
         existing = CreditGrant.objects.filter(organization=organization, reference=reference)
-        if existing.exists():
-            return existing.get()
-    grant = CreditGrant.objects.create(
-        organization=organization,
-        amount=amount,
-        remaining=amount,
-        currency=organization.currency,
-        expires_at=expires_at,
-        reason=reason,
-        reference=reference,
-        granted_by=granted_by,
-    )
-    CreditEntry.objects.create(
-        grant=grant, amount=amount, kind=CreditEntry.Kind.GRANT, actor=granted_by
-    )
+        if (grant := existing.first()) is not None:
+            return grant
+    try:
+        with transaction.atomic():
+            grant = CreditGrant.objects.create(
+                organization=organization,
+                amount=amount,
+                remaining=amount,
+                currency=organization.currency,
+                expires_at=expires_at,
+                reason=reason,
+                reference=reference,
+                granted_by=granted_by,
+            )
+            CreditEntry.objects.create(
+                grant=grant, amount=amount, kind=CreditEntry.Kind.GRANT, actor=granted_by
+            )
+    except IntegrityError:
+        if not reference:
+            raise
+        # A concurrent call with the same reference granted it first.
+        return CreditGrant.objects.get(organization=organization, reference=reference)
     return grant
 
 
@@ -190,7 +195,8 @@ def refund_credits(
 ) -> list[CreditEntry]:
     """Gives consumed credits back to the grants they came from."""
     entries = []
-    for grant in CreditGrant.objects.select_for_update().filter(pk__in=allocations).order_by("pk"):
+    grants = CreditGrant.objects.select_for_update().filter(pk__in=allocations)
+    for grant in grants.order_by(*GRANT_LOCK_ORDER):
         amount = allocations[grant.pk]
         # Added here, in Decimal, under the lock (SQLite would add in floating point).
         CreditGrant.objects.filter(pk=grant.pk).update(remaining=grant.remaining + amount)
@@ -212,7 +218,7 @@ def expire_credits(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     expired = 0
     grants = CreditGrant.objects.select_for_update().filter(remaining__gt=0, expires_at__lte=now)
-    for grant in grants.order_by("pk"):
+    for grant in grants.order_by(*GRANT_LOCK_ORDER):
         CreditEntry.objects.create(
             grant=grant, amount=-grant.remaining, kind=CreditEntry.Kind.EXPIRY, actor="system"
         )
@@ -233,19 +239,17 @@ class Funds:
     wallet_entries: list[WalletEntry] = field(default_factory=list)
     credit_entries: list[CreditEntry] = field(default_factory=list)
     _touched_grants: set[int] = field(default_factory=set)
-    _start_balance: Decimal = ZERO
 
     @classmethod
     def lock(cls, organization: Organization, *, at: datetime) -> Funds:
-        # Lock order, always: credit grants (expiry, id), then the wallet.
+        # Lock order, always: credit grants (GRANT_LOCK_ORDER), then the wallet.
         grants = list(
             CreditGrant.objects.select_for_update()
             .filter(organization=organization, remaining__gt=0)
             .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=at))
-            .order_by(F("expires_at").asc(nulls_last=True), "id")
+            .order_by(*GRANT_LOCK_ORDER)
         )
-        wallet = locked_wallet(organization)
-        return cls(organization, wallet, grants, _start_balance=wallet.balance)
+        return cls(organization, locked_wallet(organization), grants)
 
     @property
     def wallet_balance(self) -> Decimal:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from decimal import Decimal
+from datetime import timedelta
 
 import stripe
 from celery import shared_task
-from django.db import transaction
 from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from djstripe import models as djstripe
 from djstripe.settings import djstripe_settings
 from djstripe.signals import WEBHOOK_SIGNALS
@@ -29,12 +29,13 @@ from djstripe.views import ProcessWebhookView
 
 from apps.customers import billing, wallets
 from apps.customers.wallets import InsufficientWalletBalance
-from apps.pricing.currencies import minor_units
+from apps.pricing.cost_engine import from_minor_units
 
 logger = logging.getLogger(__name__)
 
 RETRY_BACKOFF_MAX_SECONDS = 600
 MAX_RETRIES = 10
+SWEEP_DAYS = 3
 
 
 def defer_to_celery(trigger, api_key=None) -> None:
@@ -104,7 +105,7 @@ def process_webhook(self, trigger_id: int) -> str:
     livemode = trigger.webhook_endpoint.livemode if trigger.webhook_endpoint else False
     api_key = djstripe_settings.get_default_api_key(livemode=livemode)
     try:
-        event = djstripe.Event.process(trigger.json_body, api_key=api_key)
+        event = trigger.process(save=True, api_key=api_key)  # dj-stripe: event, processed
     except stripe.InvalidRequestError as error:
         if getattr(error, "code", "") == "resource_missing":
             # The object is gone (or never was ours): nothing to follow, nothing to retry.
@@ -116,30 +117,32 @@ def process_webhook(self, trigger_id: int) -> str:
     except Exception as error:
         _record(trigger_id, processed=False, exception=str(error)[:255])
         raise
-    _record(trigger_id, processed=True, exception="", event=event)
     return event.type
 
 
-def _record(trigger_id: int, *, processed: bool, exception: str, event=None) -> None:
-    values = {"processed": processed, "exception": exception}
-    if event is not None:
-        values["event"] = event
-    djstripe.WebhookEventTrigger.objects.filter(pk=trigger_id).update(**values)
+def _record(trigger_id: int, *, processed: bool, exception: str) -> None:
+    djstripe.WebhookEventTrigger.objects.filter(pk=trigger_id).update(
+        processed=processed, exception=exception
+    )
 
 
 @shared_task
 def process_pending_webhooks() -> int:
-    """Enqueues valid deliveries still unprocessed after a minute (a lost enqueue, a worker
-    that died): the periodic safety net of ``WebhookView``."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    stale = timezone.now() - timedelta(minutes=1)
+    """Enqueues valid deliveries left unprocessed after a minute and never attempted (a lost
+    enqueue, a worker that died): the periodic safety net of ``WebhookView``. A delivery
+    whose processing failed carries its exception and is in Celery's retry chain already;
+    one older than ``SWEEP_DAYS`` is left to staff (Stripe itself stops after three)."""
+    now = timezone.now()
     pending = list(
         djstripe.WebhookEventTrigger.objects.filter(
-            valid=True, processed=False, created__lt=stale
-        ).values_list("pk", flat=True)[:500]
+            valid=True,
+            processed=False,
+            exception="",
+            created__lt=now - timedelta(minutes=1),
+            created__gte=now - timedelta(days=SWEEP_DAYS),
+        )
+        .order_by("created")
+        .values_list("pk", flat=True)[:500]
     )
     for trigger_id in pending:
         process_webhook.delay(trigger_id)
@@ -183,7 +186,9 @@ def on_subscription(sender, event, **kwargs) -> None:
 
 @_receiver("checkout.session.completed", "checkout.session.async_payment_succeeded")
 def on_checkout_completed(sender, event, **kwargs) -> None:
-    session = stripe.checkout.Session.retrieve(_object(event)["id"], api_key=billing.api_key())
+    # dj-stripe's own handler (connected first: djstripe precedes our apps) has just
+    # re-fetched the session from Stripe and stored it in this transaction.
+    session = djstripe.Session.objects.get(id=_object(event)["id"]).stripe_data
     metadata = session.get("metadata") or {}
     organization = billing.organization_for_customer(_id(session.get("customer")))
     if organization is None:
@@ -192,7 +197,7 @@ def on_checkout_completed(sender, event, **kwargs) -> None:
     if metadata.get("kind") == billing.TOP_UP:
         if session.get("payment_status") != "paid":
             return  # an asynchronous payment: credited on async_payment_succeeded
-        amount = Decimal(session["amount_total"]) / 10 ** minor_units(session["currency"].upper())
+        amount = from_minor_units(session["amount_total"], session["currency"])
         wallets.top_up_wallet(
             organization=organization,
             amount=amount,
@@ -204,12 +209,14 @@ def on_checkout_completed(sender, event, **kwargs) -> None:
         billing.follow_subscription(organization, _id(session["subscription"]))
 
 
-@_receiver("charge.refunded")
+@_receiver("charge.refunded", "charge.refund.updated")
 def on_charge_refunded(sender, event, **kwargs) -> None:
     """A refunded wallet top-up takes the refunded amount back out of the wallet, once per
     Stripe refund."""
     key = billing.api_key()
-    charge = stripe.Charge.retrieve(_object(event)["id"], api_key=key, expand=["refunds"])
+    obj = _object(event)
+    charge_id = obj["id"] if obj.get("object") == "charge" else _id(obj.get("charge"))
+    charge = stripe.Charge.retrieve(charge_id, api_key=key, expand=["refunds"])
     intent_id = _id(charge.get("payment_intent"))
     if not intent_id:
         return
@@ -219,19 +226,17 @@ def on_charge_refunded(sender, event, **kwargs) -> None:
     organization = billing.organization_for_customer(_id(charge.get("customer")))
     if organization is None:
         return
-    scale = 10 ** minor_units(charge["currency"].upper())
     for refund in (charge.get("refunds") or {}).get("data") or []:
         if refund.get("status") != "succeeded":
             continue
         try:
-            with transaction.atomic():
-                wallets.adjust_wallet(
-                    organization=organization,
-                    amount=-(Decimal(refund["amount"]) / scale),
-                    actor="stripe",
-                    reason="Wallet top-up refunded in Stripe",
-                    reference=f"stripe-refund:{refund['id']}",
-                )
+            wallets.adjust_wallet(
+                organization=organization,
+                amount=-from_minor_units(refund["amount"], charge["currency"]),
+                actor="stripe",
+                reason="Wallet top-up refunded in Stripe",
+                reference=f"stripe-refund:{refund['id']}",
+            )
         except InsufficientWalletBalance:
             logger.error(
                 "Refund %s of a top-up exceeds what is left in %s's wallet; finance must "

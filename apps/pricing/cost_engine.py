@@ -334,6 +334,11 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
     return int(rounded.scaleb(-minor_unit_quantum(currency).as_tuple().exponent))
 
 
+def from_minor_units(minor: int, currency: str) -> Decimal:
+    """An integer count of minor units (what Stripe sends) as an amount."""
+    return Decimal(minor).scaleb(minor_unit_quantum(currency).as_tuple().exponent)
+
+
 def format_amount(amount: Decimal, currency: str) -> str:
     """An amount as a string without float: at least the currency's minor digits, more if
     the amount carries them (per-event costs are often fractions of a cent)."""

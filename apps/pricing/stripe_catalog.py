@@ -25,6 +25,7 @@ from django.conf import settings
 from djstripe import models as djstripe
 from djstripe.settings import djstripe_settings
 
+from apps.pricing.cost_engine import to_minor_units
 from apps.pricing.currencies import minor_units
 from apps.pricing.models import Plan, Product
 
@@ -113,7 +114,7 @@ def _sync_plan(plan: Plan, report: SyncReport) -> None:
         f"bp_plan_{plan.code}", f"{plan.name} plan", {"plan": plan.code}, report, what
     )
     currency = plan.currency
-    amount = int((plan.base_fee * 10 ** minor_units(currency)).to_integral_value())
+    amount = to_minor_units(plan.base_fee, currency)
     lookup_key = f"bp_plan_{plan.code}_{currency.lower()}_{plan.billing_interval}_{amount}"
     price = _price(
         lookup_key,

@@ -12,13 +12,11 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-import stripe
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 from djstripe import models as djstripe
-from djstripe.settings import djstripe_settings
 from djstripe.signals import WEBHOOK_SIGNALS
 
 from apps.customers import billing
@@ -37,8 +35,21 @@ SETTLES = {
 }
 
 
+CHUNK = 5000
+
+
 def settle(*, organization, start: datetime, end: datetime, to_status: str, reason: str) -> int:
-    """Moves the period's open postpaid records to ``to_status``; returns how many moved."""
+    """Moves the period's open postpaid records to ``to_status``, a locked chunk at a time
+    (memory stays flat however large the period); returns how many moved."""
+    moved = 0
+    while True:
+        chunk = _settle_chunk(organization, start, end, to_status, reason)
+        moved += chunk
+        if chunk < CHUNK:
+            return moved
+
+
+def _settle_chunk(organization, start, end, to_status, reason) -> int:
     now = timezone.now()
     with transaction.atomic():
         records = list(
@@ -51,6 +62,7 @@ def settle(*, organization, start: datetime, end: datetime, to_status: str, reas
                 status__in=SETTLES[to_status],
             )
             .only("pk", "status", "total_amount")
+            .order_by("pk")[:CHUNK]
         )
         BillingEvent.objects.bulk_create(
             BillingEvent(
@@ -67,9 +79,9 @@ def settle(*, organization, start: datetime, end: datetime, to_status: str, reas
 
 
 def on_invoice(sender, event, **kwargs) -> None:
-    key = djstripe_settings.STRIPE_SECRET_KEY
-    invoice = stripe.Invoice.retrieve(event.data["object"]["id"], api_key=key)
-    djstripe.Invoice.sync_from_stripe_data(invoice, api_key=key)
+    # dj-stripe's own handler (connected first: djstripe precedes our apps) has just
+    # re-fetched the invoice from Stripe and stored it in this transaction.
+    invoice = djstripe.Invoice.objects.get(id=event.data["object"]["id"]).stripe_data
     organization = billing.organization_for_customer(invoice.get("customer"))
     if organization is None:
         logger.warning("Stripe event %s: invoice of an unknown customer", event.id)

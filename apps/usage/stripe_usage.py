@@ -30,9 +30,8 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 from djstripe import models as djstripe
-from djstripe.settings import djstripe_settings
 
-from apps.customers.models import Organization
+from apps.customers import billing
 from apps.pricing.models import BillingMethod, Product
 from apps.pricing.stripe_catalog import METER_SCALE
 from apps.usage.models import DailyUsage, StripeUsageReport
@@ -58,22 +57,22 @@ def report_all(*, now: datetime | None = None) -> RunReport:
     if not settings.STRIPE_ENABLED:
         return run
     now = now or timezone.now()
-    customers = djstripe.Customer.objects.filter(
-        subscriber__isnull=False, livemode=settings.STRIPE_LIVE_MODE
-    ).values_list("subscriber_id", "id")
-    for organization_id, customer_id in customers:
-        report_organization(organization_id, customer_id, now=now, run=run)
-    return run
-
-
-def report_organization(organization_id: int, customer_id: str, *, now, run: RunReport) -> None:
     products = {
         p.pk: p for p in Product.objects.exclude(stripe_meter_event_name="").filter(is_active=True)
     }
     if not products:
-        return
+        return run
+    customers = djstripe.Customer.objects.filter(
+        subscriber__isnull=False, livemode=settings.STRIPE_LIVE_MODE
+    ).values_list("subscriber_id", "id")
+    for organization_id, customer_id in customers:
+        report_organization(organization_id, customer_id, products, now=now, run=run)
+    return run
+
+
+def report_organization(organization_id, customer_id, products, *, now, run: RunReport) -> None:
     with transaction.atomic():
-        organization = Organization.objects.select_for_update().get(pk=organization_id)
+        organization = billing.lock_organization(organization_id)
         tz = organization.tz
         today = timezone.localtime(now, tz).date()
         since = today - timedelta(days=WINDOW_DAYS)
@@ -111,7 +110,7 @@ def _send(organization, customer_id, product, day, before, value, now, run) -> N
     timestamp = int(min(stamp, now - timedelta(seconds=1)).timestamp())
     try:
         stripe.billing.MeterEvent.create(
-            api_key=djstripe_settings.STRIPE_SECRET_KEY,
+            api_key=billing.api_key(),
             event_name=product.stripe_meter_event_name,
             identifier=identifier,
             timestamp=timestamp,
