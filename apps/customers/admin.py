@@ -60,6 +60,7 @@ class OrganizationAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
         return fields + ["currency"] if obj is not None else fields
+
     actions = ["suspend", "reactivate"]
 
     @admin.action(description="Suspend the selected organisations", permissions=["change"])
