@@ -471,7 +471,7 @@ def _price_pay_and_store(
                     [counters[key] for key in changed_counters], ["quantity"]
                 )
             if not one_statement:
-                _bump_daily_usage(organization, records)
+                bump_daily_usage(organization, records)
     if funds.locked:
         return results, (funds.wallet_balance, funds.credit_balance)
     return results, (balance, credits)
@@ -625,17 +625,23 @@ def _pay(total: Decimal, requested: str | None, funds: Funds, billing_id: str, a
     return BillingMethod.PAYMENT_CHARGE
 
 
-def _bump_daily_usage(organization: Organization, records: list[BillingRecord]) -> None:
-    """One multi-row upsert that adds this batch to the daily rollup."""
-    sql, params = daily_usage_upsert(organization, records)
+def bump_daily_usage(organization: Organization, records: list[BillingRecord], **kwargs) -> None:
+    """One multi-row upsert that adds ``records`` to the daily rollup (see
+    ``daily_usage_upsert`` for the keyword arguments)."""
+    sql, params = daily_usage_upsert(organization, records, **kwargs)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
 
 def daily_usage_upsert(
-    organization: Organization, records: list[BillingRecord]
+    organization: Organization,
+    records: list[BillingRecord],
+    *,
+    sign: int = 1,
+    billing_method: str | None = None,
 ) -> tuple[str, list]:
-    """The upsert (SQL and parameters) that adds ``records`` to the daily rollup."""
+    """The upsert (SQL and parameters) that adds ``records`` to the daily rollup (``sign``
+    -1 takes them out), under their own billing method or ``billing_method``."""
     tz = organization.tz
     totals: dict[tuple, list] = defaultdict(lambda: [ZERO, ZERO, 0])
     for record in records:
@@ -643,13 +649,13 @@ def daily_usage_upsert(
             record.product_id,
             record.service_type,
             record.user_id,
-            record.billing_method,
+            billing_method or record.billing_method,
             local_day(record.occurred_at, tz),
         )
         total = totals[key]
-        total[0] += record.usage_amount
-        total[1] += record.total_amount
-        total[2] += 1
+        total[0] += sign * record.usage_amount
+        total[1] += sign * record.total_amount
+        total[2] += sign
     table = connection.ops.quote_name(DailyUsage._meta.db_table)
     columns = [
         "organization_id", "product_id", "service_type", "user_id", "billing_method", "day",

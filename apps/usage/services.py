@@ -23,6 +23,7 @@ from apps.usage.errors import (
     InvalidStatusTransition,
     NotIncludedInSubscription,
 )
+from apps.usage.ingestion import bump_daily_usage
 from apps.usage.models import BillingEvent, BillingRecord, BillingStatus
 
 S = BillingStatus
@@ -69,11 +70,58 @@ def transition(
         actor=actor,
         reason=reason[:500],
     )
+    from_status, from_method = record.status, record.billing_method
     record.status = to_status
     record.billing_method = billing_method or record.billing_method
     record.updated_at = timezone.now()
     record.save(update_fields=["status", "billing_method", "updated_at"])
+    _follow_in_rollup(record, from_status, from_method)
     return record
+
+
+def _follow_in_rollup(record: BillingRecord, from_status: str, from_method: str) -> None:
+    """The daily rollup counts usage under the method that pays it (and Stripe's meters
+    are sent its ``payment_charge`` cost): a record paid another way moves there, and a
+    charge voided before it was paid leaves it."""
+    organization = record.organization
+    voided = (
+        record.status == S.REFUNDED
+        and from_method == BillingMethod.PAYMENT_CHARGE
+        and from_status != S.COMPLETED
+    )
+    if voided or record.billing_method != from_method:
+        bump_daily_usage(organization, [record], sign=-1, billing_method=from_method)
+    if not voided and record.billing_method != from_method:
+        bump_daily_usage(organization, [record])
+
+
+def statuses_that_may_become(to_status: str) -> list[str]:
+    return [status for status, allowed in ALLOWED.items() if to_status in allowed]
+
+
+def transition_many(
+    records: list[BillingRecord], *, to_status: str, actor: str, reason: str
+) -> int:
+    """``transition`` for many locked records at once (same method, no rollup move): one
+    billing event each, one update. Raises InvalidStatusTransition if any may not move."""
+    for record in records:
+        if to_status not in ALLOWED[record.status]:
+            raise InvalidStatusTransition(
+                details={"billing_id": record.billing_id, "from": record.status, "to": to_status}
+            )
+    now = timezone.now()
+    BillingEvent.objects.bulk_create(
+        BillingEvent(
+            record_id=record.pk, from_status=record.status, to_status=to_status,
+            billing_method=record.billing_method, amount=record.total_amount, actor=actor,
+            reason=reason[:500], created_at=now,
+        )
+        for record in records
+    )  # fmt: skip
+    BillingRecord.objects.filter(pk__in=[record.pk for record in records]).update(
+        status=to_status, updated_at=now
+    )
+    return len(records)
 
 
 @transaction.atomic

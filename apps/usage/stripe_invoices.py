@@ -15,25 +15,15 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.utils import timezone
 from djstripe import models as djstripe
 from djstripe.signals import WEBHOOK_SIGNALS
 
 from apps.customers import billing
 from apps.pricing.models import BillingMethod
-from apps.usage.models import BillingEvent, BillingRecord, BillingStatus
+from apps.usage import services
+from apps.usage.models import BillingRecord, BillingStatus
 
 logger = logging.getLogger(__name__)
-
-SETTLES = {
-    BillingStatus.COMPLETED: [
-        BillingStatus.PENDING,
-        BillingStatus.PROCESSING,
-        BillingStatus.FAILED,
-    ],
-    BillingStatus.FAILED: [BillingStatus.PENDING, BillingStatus.PROCESSING],
-}
-
 
 CHUNK = 5000
 
@@ -50,7 +40,6 @@ def settle(*, organization, start: datetime, end: datetime, to_status: str, reas
 
 
 def _settle_chunk(organization, start, end, to_status, reason) -> int:
-    now = timezone.now()
     with transaction.atomic():
         records = list(
             BillingRecord.objects.select_for_update()
@@ -59,23 +48,12 @@ def _settle_chunk(organization, start, end, to_status, reason) -> int:
                 billing_method=BillingMethod.PAYMENT_CHARGE,
                 occurred_at__gte=start,
                 occurred_at__lt=end,
-                status__in=SETTLES[to_status],
+                status__in=services.statuses_that_may_become(to_status),
             )
-            .only("pk", "status", "total_amount")
+            .only("pk", "billing_id", "status", "billing_method", "total_amount")
             .order_by("pk")[:CHUNK]
         )
-        BillingEvent.objects.bulk_create(
-            BillingEvent(
-                record_id=record.pk, from_status=record.status, to_status=to_status,
-                billing_method=BillingMethod.PAYMENT_CHARGE, amount=record.total_amount,
-                actor="stripe", reason=reason, created_at=now,
-            )
-            for record in records
-        )  # fmt: skip
-        BillingRecord.objects.filter(pk__in=[r.pk for r in records]).update(
-            status=to_status, updated_at=now
-        )
-    return len(records)
+        return services.transition_many(records, to_status=to_status, actor="stripe", reason=reason)
 
 
 def on_invoice(sender, event, **kwargs) -> None:

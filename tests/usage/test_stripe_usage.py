@@ -98,6 +98,30 @@ def test_a_run_that_stopped_after_stripe_took_the_event_does_not_send_it_twice(
     assert StripeUsageReport.objects.get().identifier == identifier
 
 
+def test_charges_paid_from_the_wallet_or_voided_before_the_report_are_not_sent(
+    api_client, key, metered, fake_stripe, calls, org
+):
+    from apps.customers import wallets
+    from apps.usage import services
+    from apps.usage.models import DailyUsage
+
+    ids = [
+        record(api_client, key, {"product_id": "calls", "usage_amount": 100}, f"e{n}")["billing_id"]
+        for n in range(3)
+    ]
+    wallets.top_up_wallet(organization=org, amount=D(5), actor="t", reason="t")
+    services.process_billing(
+        organization=org, billing_id=ids[0], billing_method="wallet_deduction", actor="t"
+    )
+    services.refund_billing(organization=org, billing_id=ids[1], actor="t", reason="voided")
+
+    run = stripe_usage.report_all()
+
+    assert run.units == stripe_usage.meter_units(D("1.00"))  # only the third is invoiced
+    rollup = {row.billing_method: (row.cost, row.event_count) for row in DailyUsage.objects.all()}
+    assert rollup == {"payment_charge": (D("1.00"), 1), "wallet_deduction": (D("1.00"), 1)}
+
+
 def test_prepaid_usage_is_not_reported(api_client, key, metered, fake_stripe, calls, org):
     from apps.customers import wallets
 
