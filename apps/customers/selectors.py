@@ -34,8 +34,4 @@ def api_key_for_raw_key(raw_key: str) -> ApiKey | None:
 
 
 def organization_by_slug(slug: str) -> Organization | None:
-    return Organization.objects.filter(slug=slug).first()
-
-
-def organizations_by_slug(slugs) -> dict[str, Organization]:
-    return {org.slug: org for org in Organization.objects.filter(slug__in=slugs)}
+    return Organization.objects.select_related("plan").filter(slug=slug).first()

@@ -164,8 +164,15 @@ def active_products_by_code(codes) -> dict[str, Product]:
     return found
 
 
+_default_plan = GenerationMemo(CATALOG)
+
+
 def default_plan() -> Plan | None:
-    return Plan.objects.filter(is_default=True, is_active=True).first()
+    """The plan of organisations without one, kept per process for the catalog generation."""
+    memo = _default_plan.entries()
+    if "plan" not in memo:
+        memo["plan"] = Plan.objects.filter(is_default=True, is_active=True).first()
+    return memo["plan"]
 
 
 def effective_plan(plan: Plan | None) -> Plan | None:

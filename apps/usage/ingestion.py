@@ -189,7 +189,6 @@ def _ingest_once(organization, events, api_key, actor, *, retry: bool) -> Outcom
             candidates.append(_prepare(organization, plan, index, event, now, products, sheets))
         except PortalError as error:
             outcomes[index] = Outcome(Outcome.REJECTED, error=error)
-            seen_in_batch.pop(event.idempotency_key, None)
 
     balances = (None, None)
     if candidates:

@@ -189,7 +189,6 @@ class StripeUsageReport(AppendOnlyModel):
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
     day = models.DateField()
     value = models.BigIntegerField(help_text="Meter units sent (millionths of the currency).")
-    reported_total = models.BigIntegerField(help_text="Units reported for the day, this one in.")
     identifier = models.CharField(max_length=100, unique=True)
     stripe_customer_id = models.CharField(max_length=255)
     event_name = models.CharField(max_length=100)

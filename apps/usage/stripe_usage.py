@@ -127,7 +127,6 @@ def _send(organization, customer_id, product, day, before, value, now, run) -> N
         product=product,
         day=day,
         value=value,
-        reported_total=before + value,
         identifier=identifier,
         stripe_customer_id=customer_id,
         event_name=product.stripe_meter_event_name,

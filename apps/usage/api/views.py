@@ -11,11 +11,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.customers import selectors as customers
 from apps.customers import wallets
 from apps.customers.api.permissions import HasApiKeyScope
 from apps.customers.api.tenancy import organization_for_request
-from apps.customers.errors import OrganizationNotFound, OrganizationSuspended
 from apps.customers.models import ApiKey
 from apps.pricing.cost_engine import format_amount
 from apps.pricing.errors import InvalidUsage
@@ -166,9 +164,7 @@ class UsageBatchApi(APIView):
         now = timezone.now()
 
         results: list[dict | None] = [None] * len(raw_events)
-        groups: dict[str, list[tuple[int, object]]] = {}
-        slugs = set()
-        parsed = {}
+        groups: dict[str | None, list[tuple[int, object]]] = {}
         for index, raw in enumerate(raw_events):
             try:
                 event = parse_event(raw, now=now)
@@ -176,24 +172,12 @@ class UsageBatchApi(APIView):
                 results[index] = _rejected(index, raw, error)
                 continue
             slug = raw.get("organization_id") or default_org
-            if not api_key.is_service:
-                slug = slug or api_key.organization.slug
-            parsed[index] = event
-            slugs.add(slug)
             groups.setdefault(slug, []).append((index, event))
 
-        organizations = customers.organizations_by_slug(slugs - {None})
         for slug, members in groups.items():
-            organization = organizations.get(slug) if slug else None
-            allowed = organization is not None and (
-                api_key.is_service or organization.pk == api_key.organization_id
-            )
-            error = None
-            if not allowed:
-                error = OrganizationNotFound(details={"organization_id": slug})
-            elif not organization.is_active:
-                error = OrganizationSuspended(details={"organization_id": slug})
-            if error is not None:
+            try:  # the single call's tenancy rules, per organisation the batch names
+                organization = organization_for_request(request, organization_id=slug)
+            except PortalError as error:
                 for index, _ in members:
                     results[index] = _rejected(index, raw_events[index], error)
                 continue
