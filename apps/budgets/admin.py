@@ -52,6 +52,9 @@ class AlertDeliveryInline(admin.TabularInline):
     fields = ["channel", "status", "attempts", "last_error", "sent_at"]
     readonly_fields = fields
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("channel")
+
     def has_add_permission(self, request, obj=None):
         return False
 

@@ -86,7 +86,7 @@ class Reservations:
             period.spent += cost
             self.changed.add((budget.pk, period.starts_at))
             if budget.limit > 0 and any(
-                before * 100 < budget.limit * Decimal(str(t)) <= period.spent * 100
+                not budget.has_reached(t, before) and budget.has_reached(t, period.spent)
                 for t in budget.thresholds
             ):
                 self.crossed.add(budget.pk)

@@ -104,6 +104,13 @@ class Budget(models.Model):
             return self.product_id == product_id
         return api_key_id is not None and self.api_key_id == api_key_id
 
+    def has_reached(self, threshold: int, spent: Decimal) -> bool:
+        """Whether ``spent`` is at or past ``threshold`` percent of the limit: exact, the one
+        test of the sweep and of ingestion (a zero limit is reached by any spending)."""
+        if self.limit == 0:
+            return spent > 0
+        return spent * 100 >= self.limit * threshold
+
     def clean(self) -> None:
         errors = {}
         if self.limit is not None and (not self.limit.is_finite() or self.limit < 0):
@@ -116,11 +123,11 @@ class Budget(models.Model):
         if (
             not isinstance(thresholds, list)
             or not thresholds
-            or any(not isinstance(t, int | float) or isinstance(t, bool) for t in thresholds)
+            or any(not isinstance(t, int) or isinstance(t, bool) for t in thresholds)
             or any(not 0 < t <= 100 for t in thresholds)
             or thresholds != sorted(set(thresholds))
         ):
-            errors["thresholds"] = "Ascending, distinct percentages in (0, 100]."
+            errors["thresholds"] = "Ascending, distinct whole percentages in (0, 100]."
         if self.api_key_id and self.api_key.organization_id != self.organization_id:
             errors["api_key"] = "Not a key of this organisation."
         if errors:

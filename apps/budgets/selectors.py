@@ -35,7 +35,7 @@ class BudgetStatus:
 
     @property
     def crossed_thresholds(self) -> list:
-        return [t for t in self.budget.thresholds if self.utilization >= Decimal(str(t))]
+        return [t for t in self.budget.thresholds if self.budget.has_reached(t, self.spent)]
 
 
 def budgets_of(organization: Organization) -> QuerySet[Budget]:

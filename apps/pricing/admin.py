@@ -18,11 +18,8 @@ from apps.pricing.resources import PriceRuleResource
 
 
 class CatalogAdmin(admin.ModelAdmin):
-    """Any change here can change prices: every save starts a new cache generation."""
-
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        services.invalidate_pricing_cache()
+    """Any change here can change prices: every save starts a new cache generation (once
+    the object and its inlines are saved)."""
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

@@ -298,6 +298,13 @@ def resolve_quantities(
             if usage_amount is None:
                 raise ValueError({"usage_amount": "Give usage_amount or dimension quantities."})
             return {product.default_dimension: usage_amount}
+    problems = {
+        name: "Must be a finite quantity, not negative."
+        for name, value in quantities.items()
+        if not value.is_finite() or value < 0
+    }
+    if problems:
+        raise ValueError(problems)
     if usage_amount is not None and sum(quantities.values(), ZERO) != usage_amount:
         raise ValueError(
             {"usage_amount": "Must equal the sum of the dimension quantities when both are given."}

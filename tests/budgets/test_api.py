@@ -118,6 +118,17 @@ def test_violations_and_warnings(api_client, key, calls):
     assert body["warnings"][0]["crossed_thresholds"] == [80]
 
 
+def test_budget_check_with_a_negative_token_count_is_a_400(api_client, key, llm):
+    response = api_client.post(
+        "/api/v1/budgets/check",
+        {"product_id": "llm", "usage_details": {"input_tokens": -700}},
+        format="json", **bearer(key),
+    )  # fmt: skip
+
+    assert response.status_code == 400
+    assert error_code(response) == "validation_error"
+
+
 def test_quota_check_reports_the_inclusion_left(api_client, key, llm):
     api_client.post("/api/v1/usage/record",
                     {"product_id": "llm", "usage_details": {"input_tokens": 700}},
@@ -142,3 +153,21 @@ def test_quota_check_without_an_inclusion_allows(api_client, key, calls):
     ).json()  # fmt: skip
 
     assert body == {**body, "allowed": True, "has_quota": False}
+
+
+def test_listing_budgets_reads_their_periods_in_one_query(api_client, key, calls):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for n in range(2):
+        create(api_client, key, limit="1.00", name=f"b{n}")
+    with CaptureQueriesContext(connection) as two:
+        api_client.get("/api/v1/budgets", **bearer(key))
+    for n in range(2, 6):
+        create(api_client, key, limit="1.00", name=f"b{n}")
+
+    with CaptureQueriesContext(connection) as six:
+        response = api_client.get("/api/v1/budgets", **bearer(key))
+
+    assert len(response.json()) == 6
+    assert len(six.captured_queries) == len(two.captured_queries)

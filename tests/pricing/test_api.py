@@ -110,6 +110,25 @@ def test_calculate_prices_input_and_output_tokens_separately(api_client, demo_po
     assert body["suggested_billing_method"] == "payment_charge"
 
 
+def test_a_negative_dimension_quantity_is_a_400_not_a_500(api_client, demo_portal):
+    from tests.http import error_code
+
+    response = api_client.post(
+        CALCULATE,
+        {
+            "organization_id": "demo",
+            "product_id": "claude-sonnet-4",
+            "usage_details": {"input_tokens": -5, "output_tokens": 10},
+        },
+        format="json",
+        HTTP_X_API_KEY=demo.DEMO_SERVICE_KEY,
+    )
+
+    assert response.status_code == 400
+    assert error_code(response) == "validation_error"
+    assert "input_tokens" in str(response.json()["error"]["details"])
+
+
 def test_sub_cent_costs_keep_their_precision(api_client, customer, key, plan):
     product = ProductFactory(code="embed", dimensions=["units"])
     price(product, unit_price="0.00000002")

@@ -63,6 +63,15 @@ class BudgetStandingSerializer(PeriodStatusSerializer):
     limit = serializers.CharField()
 
 
+class BudgetListSerializer(serializers.ListSerializer):
+    def to_representation(self, data):
+        # Every budget's current period in one query, not one per row.
+        budgets = list(data.all() if hasattr(data, "all") else data)
+        statuses = selectors.budget_statuses(budgets, at=timezone.now())
+        self.child.context["statuses"] = {status.budget.pk: status for status in statuses}
+        return super().to_representation(budgets)
+
+
 class BudgetSerializer(serializers.ModelSerializer):
     service_type = serializers.SlugRelatedField(
         slug_field="code", queryset=ServiceType.objects.all(), required=False, allow_null=True
@@ -85,10 +94,13 @@ class BudgetSerializer(serializers.ModelSerializer):
             "currency", "is_hard", "thresholds", "is_active", "created_at", "current_period",
         ]  # fmt: skip
         read_only_fields = ["id", "created_at", "current_period"]
+        list_serializer_class = BudgetListSerializer
 
     @extend_schema_field(PeriodStatusSerializer)
     def get_current_period(self, budget: Budget) -> dict:
-        (status,) = selectors.budget_statuses([budget], at=timezone.now())
+        status = self.context.get("statuses", {}).get(budget.pk)
+        if status is None:
+            (status,) = selectors.budget_statuses([budget], at=timezone.now())
         return present_status(status)
 
     def validate(self, attrs):
