@@ -123,7 +123,7 @@ def fake_stripe(settings):
 
     fake = FakeStripe(secret_key="sk_test_51PortalFakeKey000000000000000000000000")
     base = fake.start()
-    settings.STRIPE_TEST_SECRET_KEY = "sk_test_51PortalFakeKey000000000000000000000000"
+    settings.STRIPE_TEST_SECRET_KEY = fake.secret_key
     settings.STRIPE_ENABLED = True
     previous = stripe.api_base, stripe.meter_events_api_base
     stripe.api_base = stripe.meter_events_api_base = base

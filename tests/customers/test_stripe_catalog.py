@@ -45,11 +45,14 @@ def test_a_second_run_changes_nothing(fake_stripe):
     sync()
     objects = len(fake_stripe.objects) - len(fake_stripe.events)
     links = list(Plan.objects.values_list("stripe_price_id", flat=True))
+    requests_before = len(fake_stripe.requests)
 
     output = sync()
 
     assert "0 created, 0 updated" in output
     assert len(fake_stripe.objects) - len(fake_stripe.events) == objects
+    writes = [r for r in fake_stripe.requests[requests_before:] if r[0] == "POST"]
+    assert writes == []  # nothing created, nothing updated
     assert list(Plan.objects.values_list("stripe_price_id", flat=True)) == links
 
 
@@ -79,3 +82,14 @@ def test_without_stripe_keys_the_command_says_so(settings):
 @pytest.mark.parametrize(("currency", "expected"), [("USD", "0.0001"), ("JPY", "0.000001")])
 def test_a_meter_unit_is_a_millionth_of_the_currency_unit(currency, expected):
     assert meter_unit_price(currency) == expected
+
+
+def test_a_renamed_plan_renames_its_stripe_product(fake_stripe):
+    plans = seed_catalog()
+    sync()
+    Plan.objects.filter(pk=plans["pro"].pk).update(name="Professional")
+
+    output = sync()
+
+    assert "renamed" in output
+    assert fake_stripe.objects["bp_plan_pro"]["name"] == "Professional plan"

@@ -1,6 +1,5 @@
 """Two workers handed the same Stripe event at once apply it once (PostgreSQL)."""
 
-import json
 import threading
 from decimal import Decimal
 
@@ -10,6 +9,7 @@ from djstripe.models import Event, WebhookEventTrigger
 
 from apps.customers import billing, wallets
 from apps.customers.webhooks import process_webhook
+from tests.stripe_webhooks import CHECKOUT_URLS, session_id, stored_delivery
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -17,20 +17,12 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 def test_the_same_top_up_event_processed_by_four_workers_at_once_credits_once(
     fake_stripe, webhook_endpoint, organization
 ):
-    url = billing.checkout_top_up(
-        organization, Decimal("40.00"), success_url="https://x/ok", cancel_url="https://x/no"
-    )
-    fake_stripe.complete_checkout(url.rsplit("/", 1)[1])
+    url = billing.checkout_top_up(organization, Decimal("40.00"), **CHECKOUT_URLS)
+    fake_stripe.complete_checkout(session_id(url))
     event = fake_stripe.events_of("checkout.session.completed")[0]
     # Four deliveries of one event, stored by the webhook view, not yet processed.
-    triggers = [
-        WebhookEventTrigger.objects.create(
-            headers={}, body=json.dumps(event), remote_ip="127.0.0.1", valid=True,
-            webhook_endpoint=webhook_endpoint,
-        ).pk
-        for _ in range(4)
-    ]  # fmt: skip
-    barrier = threading.Barrier(len(triggers))
+    triggers = [stored_delivery(webhook_endpoint, event).pk for _ in range(4)]
+    barrier = threading.Barrier(len(triggers), timeout=30)
     errors = []
 
     def work(trigger_id):
@@ -46,8 +38,9 @@ def test_the_same_top_up_event_processed_by_four_workers_at_once_credits_once(
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=60)
 
+    assert not any(thread.is_alive() for thread in threads)
     assert errors == []
     assert Event.objects.filter(id=event["id"]).count() == 1
     assert wallets.wallet_balance(organization) == Decimal("40.00")

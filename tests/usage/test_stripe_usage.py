@@ -82,10 +82,11 @@ def test_a_run_that_stopped_after_stripe_took_the_event_does_not_send_it_twice(
 ):
     record(api_client, key, {"product_id": "calls", "usage_amount": 100}, "a")
     day = BillingRecord.objects.get().occurred_at.astimezone(org.tz).date()
-    # The interrupted run: Stripe has the event, the portal has no record of it.
+    # The interrupted run, retried after Stripe's idempotency keys expired: Stripe has the
+    # event, the portal has no record of it, the identifier is refused as a duplicate.
     identifier = f"bp-{org.pk}-{calls.pk}-{day:%Y%m%d}-0"
     stripe.billing.MeterEvent.create(
-        api_key="sk_test_51PortalFakeKey000000000000000000000000",
+        api_key=fake_stripe.secret_key,
         event_name=calls.stripe_meter_event_name,
         identifier=identifier,
         payload={"stripe_customer_id": metered.id, "value": "1000000"},
@@ -94,6 +95,28 @@ def test_a_run_that_stopped_after_stripe_took_the_event_does_not_send_it_twice(
     run = stripe_usage.report_all()
 
     assert run.recovered == 1
+    assert fake_stripe.metered_total(calls.stripe_meter_event_name, metered.id) == 1_000_000
+    assert StripeUsageReport.objects.get().identifier == identifier
+
+
+def test_a_retry_within_stripes_idempotency_window_is_answered_from_the_first_request(
+    api_client, key, metered, fake_stripe, calls, org
+):
+    record(api_client, key, {"product_id": "calls", "usage_amount": 100}, "a")
+    day = BillingRecord.objects.get().occurred_at.astimezone(org.tz).date()
+    identifier = f"bp-{org.pk}-{calls.pk}-{day:%Y%m%d}-0"
+    # The interrupted run sent it as the portal sends it: idempotency key = identifier.
+    stripe.billing.MeterEvent.create(
+        api_key=fake_stripe.secret_key,
+        event_name=calls.stripe_meter_event_name,
+        identifier=identifier,
+        payload={"stripe_customer_id": metered.id, "value": "1000000"},
+        idempotency_key=identifier,
+    )
+
+    run = stripe_usage.report_all()
+
+    assert run.events == 1
     assert fake_stripe.metered_total(calls.stripe_meter_event_name, metered.id) == 1_000_000
     assert StripeUsageReport.objects.get().identifier == identifier
 
@@ -133,11 +156,12 @@ def test_prepaid_usage_is_not_reported(api_client, key, metered, fake_stripe, ca
     assert run.events == 0 and fake_stripe.meter_events == []
 
 
-def test_without_stripe_nothing_is_reported(settings, api_client, key, calls):
-    settings.STRIPE_ENABLED = False
+def test_without_stripe_nothing_is_reported(settings, api_client, key, metered, fake_stripe):
     record(api_client, key, {"product_id": "calls", "usage_amount": 100}, "a")
+    settings.STRIPE_ENABLED = False
 
     assert stripe_usage.report_all().events == 0
+    assert fake_stripe.meter_events == []
 
 
 # --- invoices settle the period's postpaid records ------------------------------------------
@@ -145,8 +169,6 @@ def test_without_stripe_nothing_is_reported(settings, api_client, key, calls):
 
 @pytest.fixture
 def subscribed(metered, fake_stripe, org, plan):
-    from tests.fake_stripe import invoice  # noqa: F401 - the fixture's users need it
-
     plan.refresh_from_db()
     url = billing.checkout_subscription(
         org, plan, success_url="https://x/ok", cancel_url="https://x/no"
@@ -156,10 +178,9 @@ def subscribed(metered, fake_stripe, org, plan):
 
 
 def deliver_from(client, endpoint, fake, since):
-    from tests.stripe_webhooks import deliver
+    from tests.stripe_webhooks import deliver_processed
 
-    for event in fake.events[since:]:
-        assert deliver(client, endpoint, event).status_code == 200
+    deliver_processed(client, endpoint, fake.events[since:])
 
 
 def test_a_paid_invoice_completes_the_periods_postpaid_records(
@@ -180,7 +201,8 @@ def test_a_paid_invoice_completes_the_periods_postpaid_records(
     assert {r.status for r in records} == {"completed"}
     for r in records:
         moves = [(e.from_status, e.to_status, e.actor) for e in r.events.order_by("pk")]
-        assert moves == [("", "pending", moves[0][2]), ("pending", "completed", "stripe")]
+        assert moves == [("", "pending", f"api:{key.rsplit('_', 1)[0]}"),
+                         ("pending", "completed", "stripe")]  # fmt: skip
     assert paid["amount_due"] >= 30  # the meters' 30 cents are on Stripe's invoice
 
 
