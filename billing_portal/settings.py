@@ -233,8 +233,6 @@ DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 DJSTRIPE_WEBHOOK_EVENT_CALLBACK = "apps.customers.webhooks.defer_to_celery"
 # Where the stripe SDK sends its calls (a Stripe-compatible test server in tests).
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
-# The portal's public address, for Checkout's success and cancel URLs.
-PORTAL_BASE_URL = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 # After a payment fails, budgets keep their configured behaviour this long; then every
 # budget of the organisation fails closed until the subscription is paid.
 STRIPE_PAST_DUE_GRACE_DAYS = env.int("STRIPE_PAST_DUE_GRACE_DAYS", default=7)

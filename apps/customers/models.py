@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import zoneinfo
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -96,6 +97,15 @@ class Organization(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
+
+    def charges_blocked(self, at: datetime) -> bool:
+        """Past due beyond the grace period (``STRIPE_PAST_DUE_GRACE_DAYS``): no usage may
+        be charged to the invoice until Stripe reports the subscription paid."""
+        return (
+            self.subscription_status == SubscriptionStatus.PAST_DUE
+            and self.past_due_since is not None
+            and at - self.past_due_since >= timedelta(days=settings.STRIPE_PAST_DUE_GRACE_DAYS)
+        )
 
     def clean(self) -> None:
         # Usage is priced in the plan's currency and paid from a wallet, credits and

@@ -65,9 +65,16 @@ class PriceSheet:
     inclusion: Inclusion | None
 
     def rule_at(self, dimension: str, instant: datetime) -> RuleVersion | None:
-        """The plan's own version in force, else the catalog's."""
+        """The plan's own version in force, else the catalog's — which is priced in the
+        catalog currency, so it serves only plans in that currency."""
         own = [v for v in self.versions if v.plan_id is not None and v.dimension == dimension]
-        catalog = [v for v in self.versions if v.plan_id is None and v.dimension == dimension]
+        catalog = [
+            v
+            for v in self.versions
+            if v.plan_id is None
+            and v.dimension == dimension
+            and self.plan_currency == settings.CATALOG_CURRENCY
+        ]
         for candidates in (own, catalog):
             for version in candidates:
                 if version.covers(instant):
@@ -351,9 +358,7 @@ def quote_with_sheet(
     rule_ids: dict[str, int] = {}
     for dimension in quantities:
         version = sheet.rule_at(dimension, at)
-        if version is None or (
-            version.plan_id is None and sheet.plan_currency != settings.CATALOG_CURRENCY
-        ):
+        if version is None:
             raise PriceNotConfigured(
                 f"No price for {sheet.product_code} ({dimension}) on this plan.",
                 details={"product_id": sheet.product_code, "dimension": dimension},

@@ -23,6 +23,15 @@ class IdempotencyConflict(PortalError):
     message = "This idempotency key was used for a different event."
 
 
+class SubscriptionPastDue(PortalError):
+    code = "subscription_past_due"
+    status_code = 402
+    message = (
+        "The subscription's payment is overdue beyond its grace period: usage can be paid "
+        "from the wallet or credits, not charged to the invoice, until it is paid."
+    )
+
+
 class NotIncludedInSubscription(PortalError):
     code = "not_included_in_subscription"
     status_code = 402

@@ -46,6 +46,7 @@ from apps.usage.errors import (
     InsufficientCredits,
     InsufficientWalletBalance,
     NotIncludedInSubscription,
+    SubscriptionPastDue,
 )
 from apps.usage.models import (
     BillingEvent,
@@ -621,6 +622,8 @@ def _pay(total: Decimal, requested: str | None, funds: Funds, billing_id: str, a
             raise InsufficientWalletBalance(
                 details={**details, "balance": str(funds.wallet_balance)}
             )
+    if funds.organization.charges_blocked(funds.at):
+        raise SubscriptionPastDue(details=details)
     return BillingMethod.PAYMENT_CHARGE
 
 

@@ -417,3 +417,39 @@ def test_cancelling_now_ends_the_subscription_at_once(fake_stripe, plans, organi
     assert fake_stripe.objects[session["subscription"]]["status"] == "canceled"
     assert organization.subscription_status == "canceled"
     assert organization.plan is None
+
+
+def test_past_due_beyond_the_grace_period_refuses_charges_and_fails_budgets_closed(
+    api_client, client, webhook_endpoint, fake_stripe, plans, organization, settings
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.customers.services import issue_api_key
+    from tests.http import bearer, error_code
+
+    url = billing.checkout_subscription(organization, plans["pro"], **URLS)
+    session = fake_stripe.complete_checkout(session_id(url))
+    seen = deliver_all(client, webhook_endpoint, fake_stripe)
+    fake_stripe.fail_payment(session["subscription"])
+    deliver_all(client, webhook_endpoint, fake_stripe, seen)
+    key = issue_api_key(name="svc", organization=organization).raw_key
+    usage = {"product_id": "gpt-4o-mini", "usage_details": {"input_tokens": 5_000_000}}
+
+    within_grace = api_client.post("/api/v1/usage/record", {**usage, "event_id": "a"},
+                                   format="json", **bearer(key))  # fmt: skip
+    Organization.objects.filter(pk=organization.pk).update(
+        past_due_since=timezone.now() - timedelta(days=settings.STRIPE_PAST_DUE_GRACE_DAYS)
+    )
+    organization.refresh_from_db()
+    organization.save()  # what a webhook's save does: every process sees it
+    after_grace = api_client.post("/api/v1/usage/record", {**usage, "event_id": "b"},
+                                  format="json", **bearer(key))  # fmt: skip
+    check = api_client.post("/api/v1/budgets/check", usage, format="json", **bearer(key))
+
+    assert within_grace.status_code == 201
+    assert within_grace.json()["billing_method"] == "payment_charge"
+    assert after_grace.status_code == 402
+    assert error_code(after_grace) == "subscription_past_due"
+    assert check.json()["allowed"] is False

@@ -189,7 +189,7 @@ class BudgetCheckApi(APIView):
             dimensions=data.get("dimensions"),
             usage_details=data.get("usage_details"),
         )
-        product = pricing.product_by_code(data["product_id"])
+        product = pricing.active_products_by_code({quote.product_code})[quote.product_code]
         api_key_id = None if request.auth.is_service else request.auth.pk
         budgets = [
             budget
@@ -202,7 +202,10 @@ class BudgetCheckApi(APIView):
         for status in selectors.budget_statuses(budgets, at=now):
             fits = status.spent + quote.total <= status.budget.limit
             results.append({**present_standing(status), "fits": fits})
-        allowed = all(r["fits"] or not r["hard"] for r in results)
+        # Past due beyond the grace period, budgets fail closed.
+        allowed = not organization.charges_blocked(now) and all(
+            r["fits"] or not r["hard"] for r in results
+        )
         return Response(
             {
                 "allowed": allowed,
