@@ -443,15 +443,13 @@ def _price_pay_and_store(
                 )
                 for record in records
             ]
-            if one_statement:
+            if len(events) == 1:  # with its rollup, in one statement
                 bulk.insert_single_event(
                     events[0],
                     records[0],
                     billing_events[0],
                     also=daily_usage_upsert(organization, records),
                 )
-            elif len(events) == 1:
-                bulk.insert_single_event(events[0], records[0], billing_events[0])
             else:
                 bulk.insert(UsageEvent, events)
                 for event, record in zip(events, records, strict=True):
@@ -460,6 +458,7 @@ def _price_pay_and_store(
                 for billing_event, record in zip(billing_events, records, strict=True):
                     billing_event.record = record
                 bulk.insert(BillingEvent, billing_events)
+                bump_daily_usage(organization, records)
             funds.write()
             if reservations is not None:
                 reservations.write()
@@ -470,8 +469,6 @@ def _price_pay_and_store(
                 UsageCounter.objects.bulk_update(
                     [counters[key] for key in changed_counters], ["quantity"]
                 )
-            if not one_statement:
-                bump_daily_usage(organization, records)
     if funds.locked:
         return results, (funds.wallet_balance, funds.credit_balance)
     return results, (balance, credits)
