@@ -23,6 +23,7 @@ from apps.customers.errors import NoSubscription, PlanNotOnStripe, StripeNotConf
 from apps.customers.models import Organization, SubscriptionStatus
 from apps.pricing.cost_engine import to_minor_units
 from apps.pricing.models import Plan, Product
+from apps.pricing.stripe_catalog import metered_lookup_key
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def checkout_subscription(
     key = api_key()
     customer = ensure_customer(organization)
     line_items = [{"price": plan.stripe_price_id, "quantity": 1}]
-    line_items += [{"price": price} for price in metered_price_ids()]
+    line_items += [{"price": price} for price in metered_price_ids(plan.currency)]
     subscription_data: dict = {
         "metadata": {"organization_id": organization.slug, "plan": plan.code}
     }
@@ -172,12 +173,14 @@ def customer_portal_url(organization: Organization, *, return_url: str) -> str:
     return session["url"]
 
 
-def metered_price_ids() -> list[str]:
+def metered_price_ids(currency: str) -> list[str]:
+    """The metered prices, in ``currency``, of the active products on Stripe."""
+    codes = Product.objects.filter(is_active=True).exclude(stripe_meter_id="")
+    keys = [metered_lookup_key(code, currency) for code in codes.values_list("code", flat=True)]
     return list(
-        Product.objects.filter(is_active=True)
-        .exclude(stripe_price_id="")
-        .order_by("code")
-        .values_list("stripe_price_id", flat=True)
+        djstripe.Price.objects.filter(lookup_key__in=keys, active=True)
+        .order_by("lookup_key")
+        .values_list("id", flat=True)
     )
 
 

@@ -8,11 +8,13 @@ started again) finds what the last one made instead of making it twice:
   (Stripe prices are immutable: a new base fee is a new price, the old one is left
   archived for the subscriptions still on it);
 - a metered product is the Stripe product ``bp_product_<code>``, a billing meter with the
-  event name ``bp_<code>`` (summing its events per customer), and a metered price on that
-  meter worth one millionth of the currency unit per meter unit, found by the lookup key
-  ``bp_usage_<code>_<currency>``. The portal prices usage itself (dimensions, tiers,
-  allowances) and reports each postpaid amount in millionths, so Stripe's invoice line is
-  exactly the portal's amount, rounded once, by Stripe, per line.
+  event name ``bp_<code>`` (summing its events per customer), and on that meter a metered
+  price per currency the plans use, worth one millionth of the currency unit per meter
+  unit, found by the lookup key ``bp_usage_<code>_<currency>`` (``metered_lookup_key``).
+  The portal prices usage itself (dimensions, tiers, allowances) and reports each postpaid
+  amount in millionths, so Stripe's invoice line is the portal's amount, rounded by Stripe
+  once per line (the meter values themselves are whole millionths, half up, per product
+  and day).
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ def meter_unit_price(currency: str) -> str:
     """One millionth of the currency unit, in Stripe's minor units (``unit_amount_decimal``)."""
     digits = 6 - minor_units(currency)
     return f"{10**-digits:.{digits}f}" if digits > 0 else str(10**-digits)
+
+
+def metered_lookup_key(product_code: str, currency: str) -> str:
+    return f"bp_usage_{product_code}_{currency.lower()}"
 
 
 def meter_event_name(product: Product) -> str:
@@ -151,19 +157,24 @@ def _sync_product(product: Product, report: SyncReport) -> None:
             idempotency_key=f"portal-meter-{event_name}",
         )
         report.created.append(f"{what}: Stripe meter {event_name}")
-    currency = settings.CATALOG_CURRENCY
-    price = _price(
-        f"bp_usage_{product.code}_{currency.lower()}",
-        {
-            "product": stripe_product["id"],
-            "currency": currency.lower(),
-            "unit_amount_decimal": meter_unit_price(currency),
-            "recurring": {"interval": "month", "usage_type": "metered", "meter": meter["id"]},
-            "metadata": {"product": product.code},
-        },
-        report,
-        what,
-    )
+    # A subscription's prices share one currency: a metered price for each plan currency.
+    plan_currencies = set(Plan.objects.filter(is_active=True).values_list("currency", flat=True))
+    prices = {
+        currency: _price(
+            metered_lookup_key(product.code, currency),
+            {
+                "product": stripe_product["id"],
+                "currency": currency.lower(),
+                "unit_amount_decimal": meter_unit_price(currency),
+                "recurring": {"interval": "month", "usage_type": "metered", "meter": meter["id"]},
+                "metadata": {"product": product.code},
+            },
+            report,
+            what,
+        )
+        for currency in sorted(plan_currencies | {settings.CATALOG_CURRENCY})
+    }
+    price = prices[settings.CATALOG_CURRENCY]
     _link(
         product,
         {

@@ -258,9 +258,9 @@ def test_subscribe_trial_change_plan_and_cancel_at_period_end(
     assert pro.trial_days and organization.subscription_status == "trialing"
     assert session["subscription"] == billing.current_subscription(organization).id
     items = fake_stripe.objects[session["subscription"]]["items"]["data"]
-    assert {item["price"]["id"] for item in items} == {pro.stripe_price_id} | set(
-        billing.metered_price_ids()
-    )  # the base fee and every metered price
+    metered = billing.metered_price_ids(pro.currency)
+    assert metered  # the demo catalog's products are metered on Stripe
+    assert {item["price"]["id"] for item in items} == {pro.stripe_price_id, *metered}
 
     # The trial ends.
     fake_stripe.end_trial(session["subscription"])

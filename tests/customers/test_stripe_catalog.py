@@ -93,3 +93,25 @@ def test_a_renamed_plan_renames_its_stripe_product(fake_stripe):
 
     assert "renamed" in output
     assert fake_stripe.objects["bp_plan_pro"]["name"] == "Professional plan"
+
+
+def test_a_plan_in_another_currency_subscribes_with_metered_prices_in_its_currency(
+    fake_stripe, organization
+):
+    from apps.customers import billing
+    from tests.pricing.factories import PlanFactory
+    from tests.stripe_webhooks import CHECKOUT_URLS, session_id
+
+    seed_catalog()
+    euro = PlanFactory(code="euro-pro", currency="EUR", base_fee=20)
+    sync()
+    euro.refresh_from_db()
+    organization.currency = "EUR"
+    organization.save()
+
+    url = billing.checkout_subscription(organization, euro, **CHECKOUT_URLS)
+    session = fake_stripe.complete_checkout(session_id(url))
+
+    items = fake_stripe.objects[session["subscription"]]["items"]["data"]
+    assert len(items) == 1 + Product.objects.filter(is_active=True).count()
+    assert {item["price"]["currency"] for item in items} == {"eur"}
