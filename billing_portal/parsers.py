@@ -8,10 +8,7 @@ from decimal import Decimal
 from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
+from rest_framework.utils.json import strict_constant
 
 
 class DecimalJSONParser(JSONParser):
@@ -20,6 +17,6 @@ class DecimalJSONParser(JSONParser):
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
         try:
             decoded = codecs.getreader(encoding)(stream)
-            return json.load(decoded, parse_float=Decimal, parse_constant=_refuse_constant)
+            return json.load(decoded, parse_float=Decimal, parse_constant=strict_constant)
         except ValueError as error:
             raise ParseError(f"JSON parse error - {error}") from None

@@ -30,7 +30,7 @@ def post_many(key: str, bodies: list[tuple[dict, str]], workers: int) -> list:
             connection.close()
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(post, bodies))
+        return list(pool.map(post, bodies, timeout=600))
 
 
 def test_a_thousand_retries_some_concurrent_leave_one_event_and_one_charge(org, key, calls):
