@@ -12,7 +12,7 @@ ifeq ($(UV),)
 UV := python3 -m uv
 endif
 
-.PHONY: setup run test lint format migrate demo worker beat bench clean
+.PHONY: setup run test lint format migrate demo worker beat bench bench-partitioning clean
 
 setup: .venv/.synced
 
@@ -56,6 +56,11 @@ beat: setup
 # percentiles and the raw INSERT/COPY baseline measured in the same run.
 bench: setup
 	$(PY) bench/ingest.py
+
+# When the usage table needs partitioning (see bench/partitioning.py): ingestion costs as it
+# grows, and removing a month from a plain against a partitioned table (about 12 minutes).
+bench-partitioning: setup
+	$(PY) bench/partitioning.py
 
 clean:
 	rm -rf .venv db.sqlite3 db.sqlite3-journal db.sqlite3-wal db.sqlite3-shm staticfiles
