@@ -4,6 +4,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
+from djstripe import models as djstripe
 
 from apps.customers import services, wallets
 from apps.customers.models import (
@@ -54,8 +58,45 @@ class OrganizationAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     prepopulated_fields = {"slug": ["name"]}
     # Stripe decides these (``billing.follow_subscription``); the currency is the wallet's.
-    readonly_fields = ["subscription_status", "past_due_since", "created_at", "updated_at"]
+    readonly_fields = [
+        "subscription_status", "past_due_since", "stripe", "created_at", "updated_at",
+    ]  # fmt: skip
     inlines = [MembershipInline, ApiKeyInline]
+
+    @admin.display(description="Stripe")
+    def stripe(self, obj: Organization) -> str:
+        """Its Stripe customer, subscriptions and latest invoices: the mirrored row in this
+        admin and the object in Stripe's dashboard."""
+        if obj.pk is None:
+            return "-"
+        customers = list(djstripe.Customer.objects.filter(subscriber=obj))
+        subscriptions = djstripe.Subscription.objects.filter(customer__in=customers).order_by(
+            "-created"
+        )
+        invoices = djstripe.Invoice.objects.filter(customer__in=customers).order_by("-created")
+        rows = [
+            (label, reverse(f"admin:djstripe_{kind}_change", args=[item.pk]), item,
+             item.get_stripe_dashboard_url(), extra)
+            for label, kind, items, extra_of in (
+                ("Customer", "customer", customers, lambda c: c.email),
+                ("Subscription", "subscription", subscriptions[:5], lambda s: s.status),
+                ("Invoice", "invoice", invoices[:12],
+                 lambda i: (i.stripe_data or {}).get("status", "")),
+            )
+            for item in items
+            for extra in [extra_of(item)]
+        ]  # fmt: skip
+        if not rows:
+            return "No Stripe customer yet."
+        return format_html_join(
+            mark_safe("<br>"),
+            '{} <a href="{}">{}</a> ({}) · <a href="{}" target="_blank" rel="noopener">'
+            "in Stripe</a>",
+            (
+                (label, url, item.id, extra, dashboard)
+                for label, url, item, dashboard, extra in rows
+            ),
+        )
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))

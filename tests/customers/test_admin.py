@@ -106,3 +106,35 @@ def test_suspend_and_reactivate_actions(staff_client):
     )
     organization.refresh_from_db()
     assert organization.status == Organization.Status.ACTIVE
+
+
+def test_the_organization_page_links_its_stripe_customer_subscription_and_invoices(
+    staff_client, organization, fake_stripe
+):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from apps.customers import billing
+    from apps.pricing.demo import seed_catalog
+    from apps.pricing.models import Plan
+    from tests.fake_stripe import invoice
+    from tests.stripe_webhooks import CHECKOUT_URLS, session_id
+
+    seed_catalog()
+    call_command("sync_stripe_catalog", stdout=StringIO())
+    plan = Plan.objects.get(code="pro")
+    session = fake_stripe.complete_checkout(
+        session_id(billing.checkout_subscription(organization, plan, **CHECKOUT_URLS))
+    )
+    billing.follow_subscription(organization, session["subscription"])
+    paid = invoice(fake_stripe, session["subscription"], paid=True)
+    billing.reconcile()  # brings the invoice into dj-stripe's tables
+
+    page = staff_client.get(f"/admin/customers/organization/{organization.pk}/change/")
+
+    html = page.content.decode()
+    customer = billing.customer_of(organization)
+    assert f"/admin/djstripe/customer/{customer.pk}/change/" in html
+    assert session["subscription"] in html and paid["id"] in html
+    assert f"/test/customers/{customer.id}" in html  # its page in Stripe's dashboard
