@@ -84,10 +84,7 @@ def prepare_database() -> tuple[str, str]:
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
         cwd=ROOT, env=environment(), check=True,
     )  # fmt: skip
-    # Fresh planner statistics for the tables earlier runs filled: a server running without
-    # autovacuum would otherwise plan the duplicate check over a table it believes empty.
-    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
-        conn.execute("ANALYZE")
+    analyze()
     script = """
 from decimal import Decimal
 from apps.customers.models import Organization, ApiKey
@@ -105,6 +102,21 @@ print(services.issue_api_key(name="bench", organization=org).raw_key)
         cwd=ROOT, env=environment(), check=True, capture_output=True, text=True,
     )  # fmt: skip
     return out.stdout.strip().splitlines()[-1], "bench"
+
+
+def analyze() -> None:
+    """Fresh planner statistics, as autovacuum's ANALYZE keeps them on a production server.
+
+    This server may run without autovacuum. Statistics taken while the usage tables were
+    empty would have the duplicate check and the foreign-key checks of every insert planned
+    as scans of a table believed empty, and each connection keeps such plans until the
+    statistics change: a fresh database would then measure a quadratic slowdown no
+    production server shows.
+    """
+    import psycopg
+
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        conn.execute("ANALYZE")
 
 
 def start_gunicorn(port: int, workers: int, threads: int) -> subprocess.Popen:
@@ -313,6 +325,8 @@ def main() -> None:
     try:
         say("\n0. warm-up (every worker connects and loads its code; not measured)")
         closed_loop(port, key, 8, 3, batch=1)
+        closed_loop(port, key, 2, 3, batch=1000)
+        analyze()
         say(f"\n1. single posts paced at {args.rate}/s for {args.seconds} s")
         latencies = paced_singles(port, key, args.rate, args.seconds)
         say(f"\n2. single posts, closed loop, 8 clients, {args.seconds} s")
