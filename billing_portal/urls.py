@@ -30,5 +30,7 @@ urlpatterns = [
     # stay for reversing.
     path("stripe/webhook/<uuid:uuid>/", WebhookView.as_view(), name="stripe-webhook"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    path("billing/", include("billing_portal.page_urls")),
+    path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -14,6 +14,12 @@ def _postgres_only(request):
 
 
 @pytest.fixture(autouse=True)
+def _quick_password_hashing(settings):
+    """Users are made by the dozen; a production-strength hash would cost 0.2 s each."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _eager_celery():
     """Tasks run in-process in tests; the real worker is exercised by its own tests."""
     previous = celery_app.conf.task_always_eager

@@ -170,6 +170,9 @@ class NotificationChannel(models.Model):
     target = models.CharField(max_length=1000)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # The last test message sent from the alert channels page, and its error if it failed.
+    last_tested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_test_error = models.TextField(blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["organization", "kind", "id"]

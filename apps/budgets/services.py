@@ -115,6 +115,39 @@ class DeliveryFailed(Exception):
     pass
 
 
+def _send(channel: NotificationChannel, title: str, body: str) -> str:
+    """Sends one message to ``channel``; the error ("" when sent). A failing channel is
+    reported, never raised."""
+    try:
+        if channel.kind == NotificationChannel.Kind.EMAIL:
+            send_mail(title, body, settings.DEFAULT_FROM_EMAIL, [channel.target])
+            return ""
+        import apprise
+
+        notifier = apprise.Apprise()
+        if not notifier.add(channel.target) or not notifier.notify(title=title, body=body):
+            return "the Apprise target refused or could not be reached"
+        return ""
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def send_test_alert(*, channel: NotificationChannel) -> str:
+    """Sends a test message to ``channel`` now and records the outcome on it; the error
+    ("" when it was sent)."""
+    organization = channel.organization
+    title = f"Test alert for {organization.name}"
+    body = (
+        "This is a test from the billing portal: budget alerts for "
+        f"{organization.name} will arrive here."
+    )
+    error = _send(channel, title, body)
+    channel.last_tested_at = timezone.now()
+    channel.last_test_error = error
+    channel.save(update_fields=["last_tested_at", "last_test_error"])
+    return error
+
+
 def deliver(*, delivery_id: int) -> str:
     """Sends one alert to one channel, at most once; raises DeliveryFailed (after recording
     the attempt) so the task retries with backoff. Other channels are separate deliveries."""
@@ -127,19 +160,7 @@ def deliver(*, delivery_id: int) -> str:
         if delivery.status == AlertDelivery.Status.SENT:
             return delivery.status
         title, body = alert_message(delivery.alert)
-        channel = delivery.channel
-        error = ""
-        try:
-            if channel.kind == NotificationChannel.Kind.EMAIL:
-                send_mail(title, body, settings.DEFAULT_FROM_EMAIL, [channel.target])
-            else:
-                import apprise
-
-                notifier = apprise.Apprise()
-                if not notifier.add(channel.target) or not notifier.notify(title=title, body=body):
-                    error = "the Apprise target refused or could not be reached"
-        except Exception as exc:  # a failing channel is recorded, never spreads
-            error = f"{type(exc).__name__}: {exc}"
+        error = _send(delivery.channel, title, body)
         delivery.attempts += 1
         if error:
             delivery.status, delivery.last_error = AlertDelivery.Status.FAILED, error[:2000]

@@ -9,7 +9,7 @@ arrive twice, late or out of order cannot roll it back.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import stripe
@@ -23,6 +23,7 @@ from apps.customers.errors import NoSubscription, PlanNotOnStripe, StripeNotConf
 from apps.customers.models import Organization, SubscriptionStatus
 from apps.pricing.cost_engine import to_minor_units
 from apps.pricing.models import Plan, Product
+from apps.pricing.periods import MONTH, period_bounds
 from apps.pricing.stripe_catalog import metered_lookup_key
 
 logger = logging.getLogger(__name__)
@@ -314,6 +315,9 @@ def subscription_summary(organization: Organization) -> dict:
         return {"status": "", "subscription_id": None}
     data = subscription.stripe_data or {}
     items = _items(data)
+    period_start = data.get("current_period_start") or (
+        items[0].get("current_period_start") if items else None
+    )
     period_end = data.get("current_period_end") or (
         items[0].get("current_period_end") if items else None
     )
@@ -322,8 +326,22 @@ def subscription_summary(organization: Organization) -> dict:
         "status": data.get("status", ""),
         "cancel_at_period_end": bool(data.get("cancel_at_period_end")),
         "trial_end": data.get("trial_end"),
+        "current_period_start": period_start,
         "current_period_end": period_end,
     }
+
+
+def billing_period(organization: Organization, at: datetime) -> tuple[datetime, datetime]:
+    """[start, end) of the period ``at`` is billed in: the live subscription's current
+    period, else the calendar month in the organisation's time zone."""
+    summary = subscription_summary(organization)
+    start, end = summary.get("current_period_start"), summary.get("current_period_end")
+    if summary["status"] in LIVE_STATUSES and start and end:
+        start = datetime.fromtimestamp(start, tz=UTC)
+        end = datetime.fromtimestamp(end, tz=UTC)
+        if start <= at < end:
+            return start, end
+    return period_bounds(at, MONTH, organization.tz)
 
 
 # --- reconciliation -----------------------------------------------------------------------

@@ -72,6 +72,14 @@ def seed_customers(*, plan: Plan | None = None) -> DemoCustomers:
     customer.set_password(CUSTOMER_PASSWORD)
     customer.save()
     services.add_member(organization=organization, user=customer, role=Membership.Role.OWNER)
+    # A second organisation where the demo customer only reads: the switcher and the
+    # viewer role on every page.
+    research, _ = Organization.objects.update_or_create(
+        slug=f"{DEMO_SLUG}-research",
+        defaults={"name": "Demo Research", "billing_email": "research@demo.example",
+                  "currency": "USD", "time_zone": "UTC", "plan": None},
+    )  # fmt: skip
+    services.add_member(organization=research, user=customer, role=Membership.Role.VIEWER)
     # Prepaid money and welcome credits, each written once whatever the number of runs.
     wallets.top_up_wallet(
         organization=organization, amount=Decimal(50), actor="demo", reason="demo top-up",
@@ -91,3 +99,12 @@ def seed_customers(*, plan: Plan | None = None) -> DemoCustomers:
             raw_key=DEMO_SERVICE_KEY, name="Demo service key", organization=None
         ),
     )
+
+
+def top_up_after_usage(organization: Organization) -> None:
+    """A second top-up, once, after the demo usage spent the first: the wallet page shows a
+    balance and a ledger that goes both ways."""
+    wallets.top_up_wallet(
+        organization=organization, amount=Decimal(100), actor="demo", reason="demo top-up",
+        reference="demo-top-up-2",
+    )  # fmt: skip

@@ -36,7 +36,7 @@ from apps.budgets.enforcement import Reservations
 from apps.customers.models import ApiKey, Organization
 from apps.customers.wallets import Funds
 from apps.pricing import selectors as pricing
-from apps.pricing.cost_engine import PricingModel, format_quantity
+from apps.pricing.cost_engine import format_quantity
 from apps.pricing.errors import InvalidUsage, PriceNotConfigured, ProductNotFound
 from apps.pricing.models import BillingMethod, Product
 from apps.pricing.periods import MONTH, local_day, period_bounds
@@ -56,7 +56,11 @@ from apps.usage.models import (
     UsageCounter,
     UsageEvent,
 )
-from apps.usage.selectors import inclusion_counter_key
+from apps.usage.selectors import (
+    inclusion_counter_key,
+    price_counter_key,
+    price_depends_on_period,
+)
 from billing_portal.errors import PortalError
 
 logger = logging.getLogger(__name__)
@@ -252,10 +256,10 @@ def _prepare(organization, plan, index, event: EventInput, now, products, sheets
                 f"No price for {product.code} ({dimension}) on this plan.",
                 details={"product_id": product.code, "dimension": dimension},
             )
-        terms = version.terms
-        if terms.model != PricingModel.PER_UNIT or terms.free_allowance > 0:
-            # The price depends on what the period used before: keep count, under a lock.
-            price_keys[dimension] = (f"price:{product.pk}:{dimension}", month_start, month_end)
+        if price_depends_on_period(version.terms):
+            # Keep count of what the period used, under a lock.
+            key = price_counter_key(product.pk, dimension)
+            price_keys[dimension] = (key, month_start, month_end)
     inclusion_key = None
     if sheet.inclusion is not None:
         start, end = period_bounds(occurred_at, sheet.inclusion.period, tz)

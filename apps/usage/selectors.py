@@ -9,6 +9,8 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from apps.customers.models import Organization
+from apps.pricing.cost_engine import PricingModel
+from apps.pricing.periods import MONTH, period_bounds
 from apps.usage.models import BillingRecord, BillingStatus, DailyUsage, UsageCounter
 
 ZERO = Decimal(0)
@@ -17,6 +19,49 @@ ZERO = Decimal(0)
 def inclusion_counter_key(scope: str) -> str:
     """The usage counter that holds how much of a plan inclusion (``scope``) was used."""
     return f"include:{scope}"
+
+
+def price_counter_key(product_id: int, dimension: str) -> str:
+    """The usage counter of a dimension whose price depends on the period's usage."""
+    return f"price:{product_id}:{dimension}"
+
+
+def price_depends_on_period(terms) -> bool:
+    """Tiers, packages and free allowances price an event by what the period used before."""
+    return terms.model != PricingModel.PER_UNIT or terms.free_allowance > 0
+
+
+def period_position(
+    *, organization: Organization, sheet, quantities, at: datetime
+) -> tuple[dict[str, Decimal], Decimal]:
+    """Where the organisation stands at ``at`` for pricing the product of ``sheet``: the
+    period-to-date quantity of each dimension whose price depends on it, and how much of
+    the plan's inclusion is used. What ingestion would price an event at now (read without
+    a lock: a quote, not a charge)."""
+    tz = organization.tz
+    month_start, _ = period_bounds(at, MONTH, tz)
+    wanted = {}
+    for dimension in quantities:
+        version = sheet.rule_at(dimension, at)
+        if version is not None and price_depends_on_period(version.terms):
+            wanted[dimension] = (price_counter_key(sheet.product_id, dimension), month_start)
+    inclusion = None
+    if sheet.inclusion is not None:
+        start, _ = period_bounds(at, sheet.inclusion.period, tz)
+        inclusion = (inclusion_counter_key(sheet.inclusion.scope), start)
+    keys = [*wanted.values(), *([inclusion] if inclusion else [])]
+    if not keys:
+        return {}, ZERO
+    found = {
+        (key, start): quantity
+        for key, start, quantity in UsageCounter.objects.filter(
+            organization=organization,
+            key__in={key for key, _ in keys},
+            period_start__in={start for _, start in keys},
+        ).values_list("key", "period_start", "quantity")
+    }
+    period_to_date = {dimension: found.get(key, ZERO) for dimension, key in wanted.items()}
+    return period_to_date, found.get(inclusion, ZERO) if inclusion else ZERO
 
 
 def inclusion_used(*, organization: Organization, scope: str, period_start) -> Decimal:

@@ -8,10 +8,16 @@ class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
         django_get_or_create = ["username"]
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda o: f"{o.username}@example.com")
     password = factory.PostGenerationMethodCall("set_password", "correct horse battery")
+
+    @factory.post_generation
+    def _saved(obj, create, extracted, **kwargs):  # the password hash, once
+        if create:
+            obj.save()
 
 
 class OrganizationFactory(factory.django.DjangoModelFactory):

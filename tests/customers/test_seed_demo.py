@@ -32,15 +32,38 @@ def test_seed_demo_creates_the_demo_organization_users_and_keys():
 
 
 def test_seed_demo_is_idempotent():
+    from apps.budgets.models import Budget, NotificationChannel
+    from apps.usage.models import UsageEvent
+
     run_seed()
+    organization = Organization.objects.get(slug="demo")
+    first = {
+        "wallet": wallets.wallet_balance(organization),
+        "credits": wallets.credit_balance(organization),
+        "events": UsageEvent.objects.count(),
+        "budgets": Budget.objects.count(),
+        "channels": NotificationChannel.objects.count(),
+    }
+    assert first["events"] > 1000 and first["budgets"] == 3 and first["channels"] == 1
     ApiKey.objects.update(revoked_at="2026-01-01T00:00:00Z")
     run_seed()
 
     assert Organization.objects.filter(slug="demo").count() == 1
     assert get_user_model().objects.filter(username__in=["admin", "customer"]).count() == 2
-    assert Membership.objects.count() == 1
+    assert Membership.objects.filter(organization__slug="demo").count() == 1
     assert ApiKey.objects.count() == 2
     assert not ApiKey.objects.filter(revoked_at__isnull=False).exists()
+    assert first == {
+        "wallet": wallets.wallet_balance(organization),
+        "credits": wallets.credit_balance(organization),
+        "events": UsageEvent.objects.count(),
+        "budgets": Budget.objects.count(),
+        "channels": NotificationChannel.objects.count(),
+    }
+
+
+def test_without_usage_the_demo_keeps_its_opening_balances():
+    call_command("seed_demo", "--without-usage", stdout=StringIO())
     organization = Organization.objects.get(slug="demo")
     assert wallets.wallet_balance(organization) == Decimal(50)
     assert wallets.credit_balance(organization) == Decimal(10)

@@ -45,9 +45,11 @@ def test_seed_003s_end_to_end_flow_on_the_demo_portal(api_client):
     assert recorded.json()["total_cost"] == calculated.json()["total_cost"]
     records = listed.json()["records"]
     assert listed.status_code == 200
-    assert [r["billing_id"] for r in records] == [recorded.json()["billing_id"]]
-    assert records[0]["user_id"] == "user123"
+    # Newest first, after the demo's own history of user123.
+    assert records[0]["billing_id"] == recorded.json()["billing_id"]
+    assert {r["user_id"] for r in records} == {"user123"}
     assert records[0]["billing_status"] == "completed"
+    assert records[0]["billing_method"] == "wallet_deduction"
 
 
 def test_a_recorded_event_is_priced_billed_and_rolled_up(api_client, key, calls):

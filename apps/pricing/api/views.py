@@ -65,16 +65,34 @@ class CalculateApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         organization = organization_for_request(request)
-        quote = selectors.quote_usage(
-            plan=selectors.effective_plan(organization.plan),
-            product_code=data["product_id"],
-            at=data.get("at") or timezone.now(),
-            usage_amount=data.get("usage_amount"),
-            dimensions=data.get("dimensions"),
-            usage_details=data.get("usage_details"),
-            service_type=data.get("service_type"),
-            currency=data.get("currency"),
-        )
+        plan = selectors.effective_plan(organization.plan)
+        at = data.get("at") or timezone.now()
+        described = {
+            "plan": plan,
+            "product_code": data["product_id"],
+            "at": at,
+            "usage_amount": data.get("usage_amount"),
+            "dimensions": data.get("dimensions"),
+            "usage_details": data.get("usage_details"),
+            "service_type": data.get("service_type"),
+            "currency": data.get("currency"),
+        }
+        quote = selectors.quote_usage(**described)
+        # Priced where the organisation stands in its periods (inclusions used, tiers
+        # reached), as recording the same usage now would be.
+        from apps.usage.selectors import period_position
+
+        period_to_date, included_used = period_position(
+            organization=organization,
+            sheet=selectors.price_sheet(plan=plan, product=selectors.product_by_code(
+                data["product_id"])),
+            quantities=quote.quantities,
+            at=at,
+        )  # fmt: skip
+        if period_to_date or included_used:
+            quote = selectors.quote_usage(
+                **described, period_to_date=period_to_date, included_used=included_used
+            )
         return Response(
             {
                 "success": True,

@@ -1,8 +1,10 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.budgets import demo as budgets_demo
 from apps.customers import demo as customers_demo
 from apps.pricing import demo as pricing_demo
+from apps.usage import demo as usage_demo
 
 
 class Command(BaseCommand):
@@ -11,11 +13,27 @@ class Command(BaseCommand):
         "Never in production."
     )
 
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--without-usage",
+            action="store_true",
+            help="Only the catalog, organisations, users, keys and budgets: no usage history.",
+        )
+
     def handle(self, *args, **options) -> None:
         if not settings.DEMO_DATA_ALLOWED:
             raise CommandError("seed_demo refuses to run under production settings.")
         plans = pricing_demo.seed_catalog()
         customers = customers_demo.seed_customers(plan=plans["pro"])
+        organization = customers.organization
+        budgets_demo.seed_budgets(organization)
+        if not options["without_usage"]:
+            self.stdout.write("Recording four weeks of demo usage (the first run only)...")
+            accepted = usage_demo.seed_usage(organization)
+            if accepted:
+                self.stdout.write(f"  {accepted} events recorded")
+            customers_demo.top_up_after_usage(organization)
+        budgets_demo.seed_channel(organization)
         self.stdout.write(self.style.SUCCESS("Demo data is in place."))
         self.stdout.write("")
         self.stdout.write(
@@ -29,5 +47,5 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             f"  customer login      {customers_demo.CUSTOMER_USERNAME} / "
-            f"{customers_demo.CUSTOMER_PASSWORD}"
+            f"{customers_demo.CUSTOMER_PASSWORD}   (/billing/)"
         )

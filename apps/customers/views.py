@@ -1,0 +1,473 @@
+"""Customer billing pages of the customers app: overview, organisation switcher, wallet and
+credits, plans and the subscription, invoices, API keys and members.
+
+Views are thin: they check the role (``access.member_view``), read through selectors, and
+change things through services; Stripe is reached only through ``billing``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+from djstripe import models as djstripe
+
+from apps.budgets import selectors as budget_selectors
+from apps.budgets.models import Alert
+from apps.customers import access, billing, services, wallets
+from apps.customers.access import MANAGE, member_view
+from apps.customers.forms import ApiKeyForm, MemberForm, PlanChoiceForm, TopUpForm
+from apps.customers.models import ApiKey, CreditGrant, Membership, WalletEntry
+from apps.customers.templatetags.billing import money
+from apps.pricing import selectors as pricing_selectors
+from apps.pricing.models import Plan, Product
+from apps.pricing.periods import local_day
+from apps.usage import selectors as usage_selectors
+from apps.usage.models import BillingMethod
+from billing_portal import charts
+from billing_portal.errors import PortalError
+
+ZERO = Decimal(0)
+RATE_DAYS = 7  # the forecast extrapolates the average of the last week's days
+
+
+def page(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
+    """Renders a page with what every page shows: the organisation, the switcher, the
+    user's permissions and whether Stripe is configured."""
+    membership = request.membership
+    return render(
+        request,
+        template,
+        {
+            "organization": request.organization,
+            "membership": membership,
+            "memberships": getattr(membership, "others", [membership]),
+            "currency": request.organization.currency,
+            "stripe_enabled": billing.enabled(),
+            **access.page_permissions(membership),
+            **context,
+        },
+        status=status,
+    )
+
+
+def _absolute(request: HttpRequest, name: str) -> str:
+    return request.build_absolute_uri(reverse(name))
+
+
+def _stripe_error(request: HttpRequest, error: Exception) -> None:
+    if isinstance(error, PortalError):
+        messages.error(request, error.message)
+    else:
+        messages.error(request, "Stripe could not be reached; nothing was changed. Try again.")
+
+
+# --- overview -----------------------------------------------------------------------------
+
+
+def forecast(spent: Decimal, recent: list[Decimal], days_left: int) -> Decimal:
+    """Spend at the period's end if the recent rate continues: ``spent`` plus the average
+    of ``recent`` (the last full days, at most ``RATE_DAYS``) for each day left."""
+    recent = recent[-RATE_DAYS:]
+    if not recent or days_left <= 0:
+        return spent
+    return spent + sum(recent, ZERO) / len(recent) * days_left
+
+
+@member_view()
+def overview(request: HttpRequest) -> HttpResponse:
+    organization = request.organization
+    now = timezone.now()
+    tz = organization.tz
+    start, end = billing.billing_period(organization, now)
+    first_day, today = local_day(start, tz), local_day(now, tz)
+    last_day = local_day(end - timedelta(microseconds=1), tz)
+    trend = usage_selectors.usage_trend(
+        organization=organization, days=(today - first_day).days + 1, today=today
+    )
+    daily = [point["cost"] for point in trend]
+    spent = sum(daily, ZERO)
+    days_left = (last_day - today).days  # whole days after today
+    # The rate of the full days before today (today is not over), or today's on day one.
+    projected = forecast(spent, daily[:-1] or daily, days_left)
+
+    days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
+    cumulative, running = [], ZERO
+    for value in daily:
+        running += value
+        cumulative.append(running)
+    cumulative += [None] * (len(days) - len(cumulative))
+    forecast_line = [None] * len(days)
+    if days_left > 0 and cumulative:
+        index = len(daily) - 1
+        forecast_line[index] = cumulative[index]
+        forecast_line[-1] = projected
+
+    statuses = budget_selectors.budget_statuses(
+        budget_selectors.budgets_of(organization).order_by("name", "id"), at=now
+    )
+    overall = next(
+        (
+            s
+            for s in statuses
+            if s.budget.is_active and s.budget.scope == "all" and s.budget.period == "monthly"
+        ),
+        None,
+    )
+    currency = organization.currency
+    summary = billing.subscription_summary(organization) if billing.enabled() else {}
+    trial_end = _timestamp(summary.get("trial_end"))
+    alerts = (
+        Alert.objects.filter(period__budget__organization=organization)
+        .select_related("period__budget")
+        .order_by("-created_at")[:5]
+    )
+    return page(
+        request,
+        "billing/overview.html",
+        {
+            "plan": pricing_selectors.effective_plan(organization.plan),
+            "subscription": summary,
+            "renews_at": _timestamp(summary.get("current_period_end")),
+            "trial_days_left": max(0, (trial_end - now).days) if trial_end else None,
+            "period_start": start,
+            "period_last_day": last_day,
+            "spent": spent,
+            "forecast": projected,
+            "days_left": days_left,
+            "chart": charts.spend_line(
+                days,
+                cumulative,
+                forecast_line,
+                fmt=lambda v: money(v, currency),
+                label=f"Spend this period and forecast, {currency}",
+                limit=overall.budget.limit if overall else None,
+            ),
+            "statuses": statuses,
+            "wallet_balance": wallets.wallet_balance(organization),
+            "credit_balance": wallets.credit_balance(organization, now),
+            "alerts": alerts,
+        },
+    )
+
+
+def _timestamp(value) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromtimestamp(int(value), tz=UTC)
+
+
+@require_POST
+@member_view(write=access.READ)
+def switch_organization(request: HttpRequest) -> HttpResponse:
+    try:
+        chosen = int(request.POST.get("organization", ""))
+    except ValueError:
+        chosen = None
+    if chosen is None or not access.choose_organization(request, chosen):
+        raise Http404("No such organisation.")
+    return redirect("billing:overview")
+
+
+# --- wallet and credits -------------------------------------------------------------------
+
+
+@member_view()
+def wallet(request: HttpRequest) -> HttpResponse:
+    organization = request.organization
+    now = timezone.now()
+    form = TopUpForm(request.POST or None, currency=organization.currency)
+    if request.method == "POST":
+        if not billing.enabled():
+            messages.error(request, "Payments are not configured: top-ups need Stripe.")
+            return redirect("billing:wallet")
+        if form.is_valid():
+            try:
+                url = billing.checkout_top_up(
+                    organization,
+                    form.cleaned_data["amount"],
+                    success_url=_absolute(request, "billing:wallet") + "?top_up=done",
+                    cancel_url=_absolute(request, "billing:wallet") + "?top_up=cancelled",
+                )
+            except Exception as error:  # noqa: BLE001 - shown to the user, nothing changed
+                _stripe_error(request, error)
+                return redirect("billing:wallet")
+            return redirect(url)
+    entries = WalletEntry.objects.filter(wallet__organization=organization).order_by(
+        "-created_at", "-id"
+    )
+    ledger = Paginator(entries, 25).get_page(request.GET.get("page"))
+    grants = CreditGrant.objects.filter(organization=organization).order_by(
+        "expires_at", "created_at"
+    )
+    return page(
+        request,
+        "billing/wallet.html",
+        {
+            "form": form,
+            "wallet_balance": wallets.wallet_balance(organization),
+            "credit_balance": wallets.credit_balance(organization, now),
+            "ledger": ledger,
+            "grants": grants,
+            "now": now,
+            "top_up": request.GET.get("top_up", ""),
+        },
+    )
+
+
+# --- plans and the subscription -----------------------------------------------------------
+
+
+def price_summary(terms, unit: str) -> str:
+    """One line a customer can read: "0.15 per 1M tokens", "0.50 per 10,000 requests"."""
+    from apps.pricing.cost_engine import format_quantity
+
+    if terms.model == "per_unit":
+        if unit == "token":
+            return f"{format_quantity(terms.unit_price * 1_000_000)} per 1M tokens"
+        return f"{format_quantity(terms.unit_price)} per {unit}"
+    if terms.model == "package":
+        return f"{format_quantity(terms.package_price)} per {terms.package_size:,.0f} {unit}s"
+    return f"{terms.model.replace('_', ' ')} ({len(terms.tiers)} tiers)"
+
+
+@member_view()
+def plans(request: HttpRequest) -> HttpResponse:
+    organization = request.organization
+    now = timezone.now()
+    plan_list = list(
+        Plan.objects.filter(is_active=True, currency=organization.currency)
+        .filter(Q(is_public=True) | Q(pk=organization.plan_id))
+        .prefetch_related("included_quotas__product", "included_quotas__service_type")
+        .order_by("sort_order", "base_fee", "code")
+    )
+    products = list(Product.objects.filter(is_active=True).order_by("service_type_id", "code"))
+    rows = []
+    for product in products:
+        for dimension in product.dimensions:
+            cells = []
+            for plan in plan_list:
+                sheet = pricing_selectors.price_sheet(plan=plan, product=product)
+                version = sheet.rule_at(dimension, now)
+                cells.append(price_summary(version.terms, product.unit) if version else "—")
+            if any(cell != "—" for cell in cells):
+                label = product.name if dimension == "units" else f"{product.name}: {dimension}"
+                rows.append({"label": label, "cells": cells})
+    current = pricing_selectors.effective_plan(organization.plan)
+    summary = billing.subscription_summary(organization) if billing.enabled() else {}
+    return page(
+        request,
+        "billing/plans.html",
+        {
+            "plans": plan_list,
+            "rows": rows,
+            "current_plan": current,
+            "subscription": summary,
+            "live": summary.get("status") in billing.LIVE_STATUSES,
+            "renews_at": _timestamp(summary.get("current_period_end")),
+        },
+    )
+
+
+@require_POST
+@member_view()
+def change_plan(request: HttpRequest) -> HttpResponse:
+    organization = request.organization
+    form = PlanChoiceForm(request.POST, currency=organization.currency)
+    if not form.is_valid():
+        messages.error(request, "Choose one of the plans shown.")
+        return redirect("billing:plans")
+    if not billing.enabled():
+        messages.error(request, "Payments are not configured: plan changes need Stripe.")
+        return redirect("billing:plans")
+    plan = form.cleaned_data["plan"]
+    try:
+        summary = billing.subscription_summary(organization)
+        if summary.get("status") in billing.LIVE_STATUSES:
+            billing.change_plan(organization, plan)
+            messages.success(request, f"You are now on {plan.name}; the change is prorated.")
+            return redirect("billing:plans")
+        url = billing.checkout_subscription(
+            organization,
+            plan,
+            success_url=_absolute(request, "billing:plans") + "?checkout=done",
+            cancel_url=_absolute(request, "billing:plans") + "?checkout=cancelled",
+        )
+    except Exception as error:  # noqa: BLE001 - shown to the user, nothing changed
+        _stripe_error(request, error)
+        return redirect("billing:plans")
+    return redirect(url)
+
+
+@require_POST
+@member_view()
+def subscription_action(request: HttpRequest) -> HttpResponse:
+    organization = request.organization
+    action = request.POST.get("action")
+    if action not in ("cancel_at_period_end", "cancel_now", "resume", "portal"):
+        messages.error(request, "Unknown action.")
+        return redirect("billing:plans")
+    if not billing.enabled():
+        messages.error(request, "Payments are not configured on this portal.")
+        return redirect("billing:plans")
+    try:
+        if action == "portal":
+            return redirect(
+                billing.customer_portal_url(
+                    organization, return_url=_absolute(request, "billing:plans")
+                )
+            )
+        if action == "resume":
+            billing.resume_subscription(organization)
+            messages.success(request, "Your subscription continues.")
+        else:
+            billing.cancel_subscription(
+                organization, at_period_end=action == "cancel_at_period_end"
+            )
+            messages.success(
+                request,
+                "Your subscription ends at the end of the period."
+                if action == "cancel_at_period_end"
+                else "Your subscription is cancelled.",
+            )
+    except Exception as error:  # noqa: BLE001 - shown to the user
+        _stripe_error(request, error)
+    return redirect("billing:plans")
+
+
+# --- invoices -----------------------------------------------------------------------------
+
+
+@member_view()
+def invoices(request: HttpRequest) -> HttpResponse:
+    organization = request.organization
+    now = timezone.now()
+    start, end = billing.billing_period(organization, now)
+    tz = organization.tz
+    rows = usage_selectors.usage_aggregations(
+        group_by=["product", "billing_method"],
+        organization=organization,
+        start=local_day(start, tz),
+        end=local_day(now, tz),
+    )
+    names = dict(Product.objects.values_list("code", "name"))
+    charged = [
+        {**row, "name": names.get(row["product"], row["product"])}
+        for row in rows
+        if row["billing_method"] == BillingMethod.PAYMENT_CHARGE
+    ]
+    paid_otherwise = {}
+    for row in rows:
+        if row["billing_method"] != BillingMethod.PAYMENT_CHARGE:
+            method = BillingMethod(row["billing_method"]).label
+            paid_otherwise[method] = paid_otherwise.get(method, ZERO) + row["cost"]
+    invoice_list = djstripe.Invoice.objects.filter(customer__subscriber=organization).order_by(
+        "-created"
+    )[:50]
+    return page(
+        request,
+        "billing/invoices.html",
+        {
+            "invoices": invoice_list,
+            "period_start": start,
+            "period_end": end,
+            "charged": sorted(charged, key=lambda row: -row["cost"]),
+            "charged_total": sum((row["cost"] for row in charged), ZERO),
+            "paid_otherwise": sorted(paid_otherwise.items()),
+        },
+    )
+
+
+# --- API keys and members (owners) --------------------------------------------------------
+
+
+@member_view(write=MANAGE)
+def api_keys(request: HttpRequest) -> HttpResponse:
+    organization = request.organization
+    form = ApiKeyForm(request.POST or None)
+    issued = None
+    if request.method == "POST" and form.is_valid():
+        issued = services.issue_api_key(
+            name=form.cleaned_data["name"],
+            organization=organization,
+            scopes=form.cleaned_data["scopes"],
+            created_by=request.user,
+        )
+        form = ApiKeyForm()
+    keys = ApiKey.objects.filter(organization=organization).order_by("revoked_at", "-created_at")
+    return page(
+        request,
+        "billing/api_keys.html",
+        {"form": form, "keys": keys, "issued": issued},
+        status=201 if issued else 200,
+    )
+
+
+@require_POST
+@member_view(write=MANAGE)
+def revoke_api_key(request: HttpRequest, key_id: int) -> HttpResponse:
+    api_key = get_object_or_404(ApiKey, pk=key_id, organization=request.organization)
+    services.revoke_api_key(api_key=api_key)
+    messages.success(request, f"Key {api_key.prefix} is revoked; requests with it now fail.")
+    return redirect("billing:api-keys")
+
+
+@member_view(write=MANAGE)
+def members(request: HttpRequest) -> HttpResponse:
+    organization = request.organization
+    form = MemberForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        User = get_user_model()
+        user = User.objects.filter(email__iexact=form.cleaned_data["email"]).first()
+        if user is None:
+            form.add_error("email", "No user with this email; they must sign up first.")
+        else:
+            services.add_member(
+                organization=organization, user=user, role=form.cleaned_data["role"]
+            )
+            messages.success(
+                request, f"{user.email} is now a member ({form.cleaned_data['role']})."
+            )
+            return redirect("billing:members")
+    member_list = Membership.objects.filter(organization=organization).select_related("user")
+    return page(
+        request,
+        "billing/members.html",
+        {"form": form, "members": member_list, "roles": Membership.Role.choices},
+    )
+
+
+@require_POST
+@member_view(write=MANAGE)
+def change_member(request: HttpRequest, membership_id: int) -> HttpResponse:
+    organization = request.organization
+    membership = get_object_or_404(Membership, pk=membership_id, organization=organization)
+    role = request.POST.get("role")
+    remove = request.POST.get("action") == "remove"
+    if not remove and role not in Membership.Role.values:
+        messages.error(request, "Unknown role.")
+        return redirect("billing:members")
+    owners = Membership.objects.filter(organization=organization, role=Membership.Role.OWNER)
+    if (
+        membership.role == Membership.Role.OWNER
+        and owners.count() == 1
+        and (remove or role != Membership.Role.OWNER)
+    ):
+        messages.error(request, "An organisation keeps at least one owner.")
+        return redirect("billing:members")
+    if remove:
+        membership.delete()
+        messages.success(request, f"{membership.user} is no longer a member.")
+    else:
+        services.add_member(organization=organization, user=membership.user, role=role)
+        messages.success(request, f"{membership.user} is now {role}.")
+    return redirect("billing:members")
