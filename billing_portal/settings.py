@@ -181,6 +181,9 @@ EMAIL_BACKEND = env.str(
     ),
 )
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
+# Whether customers may point Apprise alert channels at private or loopback addresses
+# (a test on this machine may; a production portal must not let them probe its network).
+ALERT_PRIVATE_TARGETS = env.bool("ALERT_PRIVATE_TARGETS", default=not PRODUCTION)
 
 # --- API -----------------------------------------------------------------------------
 # The largest request body the API reads; a larger one is refused with 413 before parsing.

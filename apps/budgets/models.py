@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from decimal import Decimal
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -198,6 +201,34 @@ class NotificationChannel(models.Model):
 
             if not apprise.Apprise().add(self.target):
                 raise ValidationError({"target": "Not a URL Apprise can notify."})
+            if not settings.ALERT_PRIVATE_TARGETS and is_private_target(self.target):
+                raise ValidationError(
+                    {"target": "Alerts go to public services only, not to private addresses."}
+                )
+
+    @property
+    def display_target(self) -> str:
+        """The target without what may be a secret: an Apprise URL's credentials, path and
+        query (webhook tokens) are hidden; an email address is shown."""
+        if self.kind == self.Kind.EMAIL:
+            return self.target
+        parts = urlsplit(self.target)
+        host = parts.hostname or ""
+        return f"{parts.scheme}://{host}/…" if parts.scheme else "(hidden)"
+
+
+def is_private_target(url: str) -> bool:
+    """Whether an Apprise URL names this machine or a private network by its address or as
+    ``localhost`` (names are not resolved here: the portal's egress rules are the rest of
+    the defence)."""
+    host = (urlsplit(url).hostname or "").strip("[]").lower()
+    if host in ("localhost", "") or host.endswith(".localhost") or host.endswith(".internal"):
+        return host != ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not address.is_global
 
 
 class Alert(models.Model):

@@ -142,6 +142,14 @@ def send_test_alert(*, channel: NotificationChannel) -> str:
         f"{organization.name} will arrive here."
     )
     error = _send(channel, title, body)
+    if error:
+        # The details stay in the log: a customer learns only that it failed.
+        logger.warning("Test alert to channel %s failed: %s", channel.pk, error)
+        error = (
+            "the mail server refused it"
+            if channel.kind == NotificationChannel.Kind.EMAIL
+            else "the service refused it or could not be reached"
+        )
     channel.last_tested_at = timezone.now()
     channel.last_test_error = error
     channel.save(update_fields=["last_tested_at", "last_test_error"])

@@ -4,7 +4,7 @@ alert channels (add, test, remove, deliveries)."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.db.models import Count, Prefetch
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
@@ -12,8 +12,8 @@ from django.views.decorators.http import require_POST
 
 from apps.budgets import selectors, services
 from apps.budgets.forms import BudgetForm, ChannelForm
-from apps.budgets.models import Alert, AlertDelivery, Budget, NotificationChannel
-from apps.customers.access import member_view
+from apps.budgets.models import Alert, Budget, NotificationChannel
+from apps.customers.access import CHANGE, member_view
 from apps.customers.views import page
 
 
@@ -29,7 +29,7 @@ def budgets(request: HttpRequest) -> HttpResponse:
     return page(request, "billing/budgets.html", {"statuses": statuses})
 
 
-@member_view()
+@member_view(read=CHANGE)
 def budget_new(request: HttpRequest) -> HttpResponse:
     form = BudgetForm(request.POST or None, organization=request.organization)
     if request.method == "POST" and form.is_valid():
@@ -39,7 +39,7 @@ def budget_new(request: HttpRequest) -> HttpResponse:
     return page(request, "billing/budget_form.html", {"form": form, "budget": None})
 
 
-@member_view()
+@member_view(read=CHANGE)
 def budget_edit(request: HttpRequest, budget_id: int) -> HttpResponse:
     budget = _budget(request, budget_id)
     form = BudgetForm(request.POST or None, instance=budget, organization=request.organization)
@@ -76,7 +76,7 @@ def budget_toggle(request: HttpRequest, budget_id: int) -> HttpResponse:
     return redirect("billing:budget", budget_id=budget.pk)
 
 
-@member_view()
+@member_view(read=CHANGE)
 def budget_delete(request: HttpRequest, budget_id: int) -> HttpResponse:
     budget = _budget(request, budget_id)
     if request.method == "POST":
@@ -96,14 +96,15 @@ def channels(request: HttpRequest) -> HttpResponse:
     form = ChannelForm(request.POST or None, organization=organization)
     if request.method == "POST" and form.is_valid():
         channel = form.save()
-        messages.success(request, f"Alerts now also go to {channel.target}.")
+        messages.success(request, f"Alerts now also go to {channel.display_target}.")
         return redirect("billing:channels")
-    recent = AlertDelivery.objects.select_related("alert__period__budget").order_by(
-        "-alert__created_at", "-id"
-    )
-    channel_list = NotificationChannel.objects.filter(organization=organization).prefetch_related(
-        Prefetch("deliveries", queryset=recent, to_attr="recent_deliveries")
-    )
+    channel_list = list(NotificationChannel.objects.filter(organization=organization))
+    for channel in channel_list:  # an organisation has a handful of channels
+        channel.recent_deliveries = list(
+            channel.deliveries.select_related("alert__period__budget").order_by(
+                "-alert__created_at", "-id"
+            )[:3]
+        )
     return page(
         request,
         "billing/channels.html",
@@ -122,9 +123,9 @@ def channel_test(request: HttpRequest, channel_id: int) -> HttpResponse:
     channel = _channel(request, channel_id)
     error = services.send_test_alert(channel=channel)
     if error:
-        messages.error(request, f"The test to {channel.target} failed: {error}")
+        messages.error(request, f"The test to {channel.display_target} failed: {error}.")
     else:
-        messages.success(request, f"A test alert was sent to {channel.target}.")
+        messages.success(request, f"A test alert was sent to {channel.display_target}.")
     return redirect("billing:channels")
 
 
@@ -133,5 +134,5 @@ def channel_test(request: HttpRequest, channel_id: int) -> HttpResponse:
 def channel_delete(request: HttpRequest, channel_id: int) -> HttpResponse:
     channel = _channel(request, channel_id)
     channel.delete()
-    messages.success(request, f"Alerts no longer go to {channel.target}.")
+    messages.success(request, f"Alerts no longer go to {channel.display_target}.")
     return redirect("billing:channels")

@@ -48,7 +48,7 @@ class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, label="Name", help_text="Where the key is used.")
     scopes = forms.MultipleChoiceField(
         choices=[(s.value, s.label) for s in ApiKey.Scope if s.value in ORGANIZATION_KEY_SCOPES],
-        initial=list(ORGANIZATION_KEY_SCOPES),
+        initial=[ApiKey.Scope.USAGE_WRITE, ApiKey.Scope.BILLING_READ],
         widget=forms.CheckboxSelectMultiple,
         label="Permissions",
     )

@@ -7,6 +7,7 @@ change things through services; Stripe is reached only through ``billing``.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -29,6 +30,7 @@ from apps.customers.forms import ApiKeyForm, MemberForm, PlanChoiceForm, TopUpFo
 from apps.customers.models import ApiKey, CreditGrant, Membership, WalletEntry
 from apps.customers.templatetags.billing import money
 from apps.pricing import selectors as pricing_selectors
+from apps.pricing.cost_engine import from_minor_units
 from apps.pricing.models import Plan, Product
 from apps.pricing.periods import local_day
 from apps.usage import selectors as usage_selectors
@@ -138,7 +140,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             "plan": pricing_selectors.effective_plan(organization.plan),
             "subscription": summary,
             "renews_at": _timestamp(summary.get("current_period_end")),
-            "trial_days_left": max(0, (trial_end - now).days) if trial_end else None,
+            "trial_days_left": days_left_until(trial_end, now) if trial_end else None,
             "period_start": start,
             "period_last_day": last_day,
             "spent": spent,
@@ -158,6 +160,12 @@ def overview(request: HttpRequest) -> HttpResponse:
             "alerts": alerts,
         },
     )
+
+
+def days_left_until(end: datetime, now: datetime) -> int:
+    """Whole days left, a started day counting as one (13.2 days left is "14 days")."""
+    seconds = (end - now).total_seconds()
+    return max(0, math.ceil(seconds / 86400))
 
 
 def _timestamp(value) -> datetime | None:
@@ -237,7 +245,15 @@ def price_summary(terms, unit: str) -> str:
         return f"{format_quantity(terms.unit_price)} per {unit}"
     if terms.model == "package":
         return f"{format_quantity(terms.package_price)} per {terms.package_size:,.0f} {unit}s"
-    return f"{terms.model.replace('_', ' ')} ({len(terms.tiers)} tiers)"
+    scale, per = (Decimal(1_000_000), "1M tokens") if unit == "token" else (Decimal(1), unit)
+    steps = []
+    for tier in terms.tiers:
+        reach = "above" if tier.up_to is None else f"up to {tier.up_to * 1:,.0f}"
+        price = f"{format_quantity(tier.unit_price * scale)} per {per}"
+        if tier.flat_fee:
+            price += f" + {format_quantity(tier.flat_fee)} flat"
+        steps.append(f"{reach}: {price}")
+    return f"{terms.model.replace('_', ' ')}: " + "; ".join(steps)
 
 
 @member_view()
@@ -319,6 +335,8 @@ def subscription_action(request: HttpRequest) -> HttpResponse:
     if not billing.enabled():
         messages.error(request, "Payments are not configured on this portal.")
         return redirect("billing:plans")
+    if action == "cancel_now" and request.POST.get("confirm") != "yes":
+        return page(request, "billing/cancel_confirm.html", {})
     try:
         if action == "portal":
             return redirect(
@@ -370,9 +388,12 @@ def invoices(request: HttpRequest) -> HttpResponse:
         if row["billing_method"] != BillingMethod.PAYMENT_CHARGE:
             method = BillingMethod(row["billing_method"]).label
             paid_otherwise[method] = paid_otherwise.get(method, ZERO) + row["cost"]
-    invoice_list = djstripe.Invoice.objects.filter(customer__subscriber=organization).order_by(
-        "-created"
-    )[:50]
+    invoice_list = [
+        present_invoice(invoice, organization.currency)
+        for invoice in djstripe.Invoice.objects.filter(customer__subscriber=organization).order_by(
+            "-created"
+        )[:50]
+    ]
     return page(
         request,
         "billing/invoices.html",
@@ -387,14 +408,35 @@ def invoices(request: HttpRequest) -> HttpResponse:
     )
 
 
+def present_invoice(invoice, default_currency: str) -> dict:
+    """What the invoices page shows of a Stripe invoice (amounts arrive in minor units)."""
+    data = invoice.stripe_data or {}
+    currency = (data.get("currency") or default_currency).upper()
+    return {
+        "number": data.get("number") or invoice.id,
+        "period_start": _timestamp(data.get("period_start")),
+        "period_end": _timestamp(data.get("period_end")),
+        "total": from_minor_units(int(data.get("total") or 0), currency),
+        "amount_due": from_minor_units(int(data.get("amount_due") or 0), currency),
+        "currency": currency,
+        "status": data.get("status") or "",
+        "hosted_invoice_url": data.get("hosted_invoice_url") or "",
+        "invoice_pdf": data.get("invoice_pdf") or "",
+    }
+
+
 # --- API keys and members (owners) --------------------------------------------------------
+
+
+NEW_KEY_SESSION = "billing_new_api_key"
 
 
 @member_view(write=MANAGE)
 def api_keys(request: HttpRequest) -> HttpResponse:
+    """Keys of the organisation. A created key's secret is kept in the session just long
+    enough to be shown once, after the redirect (a reload creates nothing)."""
     organization = request.organization
     form = ApiKeyForm(request.POST or None)
-    issued = None
     if request.method == "POST" and form.is_valid():
         issued = services.issue_api_key(
             name=form.cleaned_data["name"],
@@ -402,13 +444,19 @@ def api_keys(request: HttpRequest) -> HttpResponse:
             scopes=form.cleaned_data["scopes"],
             created_by=request.user,
         )
-        form = ApiKeyForm()
-    keys = ApiKey.objects.filter(organization=organization).order_by("revoked_at", "-created_at")
+        request.session[NEW_KEY_SESSION] = {"id": issued.api_key.pk, "raw": issued.raw_key}
+        return redirect("billing:api-keys")
+    shown = request.session.pop(NEW_KEY_SESSION, None)
+    keys = list(
+        ApiKey.objects.filter(organization=organization).order_by("revoked_at", "-created_at")
+    )
+    issued = None
+    if shown:
+        issued = next((key for key in keys if key.pk == shown["id"]), None)
     return page(
         request,
         "billing/api_keys.html",
-        {"form": form, "keys": keys, "issued": issued},
-        status=201 if issued else 200,
+        {"form": form, "keys": keys, "issued": issued, "raw_key": shown["raw"] if issued else ""},
     )
 
 

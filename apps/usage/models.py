@@ -188,6 +188,10 @@ class StripeUsageReport(AppendOnlyModel):
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
     day = models.DateField()
+    # Where a subscription period starts inside the day, the part of the day from that
+    # instant is its own stream (so each invoice bills its own period's usage); empty for
+    # the day's first part, or the whole day.
+    segment_start = models.DateTimeField(null=True, blank=True)
     value = models.BigIntegerField(help_text="Meter units sent (millionths of the currency).")
     identifier = models.CharField(max_length=100, unique=True)
     stripe_customer_id = models.CharField(max_length=255)

@@ -15,30 +15,42 @@ reported before it, so:
 
 Amounts that shrink after they were reported (refunds) are never sent negative: meter
 events only add. They are settled on the statement as credit notes.
+
+A day in which a subscription period starts (its anchor time, e.g. 14:37) is reported in
+parts: what occurred before that instant is stamped before it and what occurred after is
+stamped after it, so each invoice bills exactly the usage that its payment settles (the
+records whose ``occurred_at`` falls in its period).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import stripe
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Exists, OuterRef, Q, Sum
 from django.utils import timezone
 from djstripe import models as djstripe
 
 from apps.customers import billing
 from apps.pricing.models import BillingMethod, Product
 from apps.pricing.stripe_catalog import METER_SCALE
-from apps.usage.models import DailyUsage, StripeUsageReport
+from apps.usage.models import (
+    BillingEvent,
+    BillingRecord,
+    BillingStatus,
+    DailyUsage,
+    StripeUsageReport,
+)
 
 logger = logging.getLogger(__name__)
 
 WINDOW_DAYS = 34
+ZERO = Decimal(0)
 
 
 @dataclass
@@ -88,26 +100,101 @@ def report_organization(organization_id, customer_id, products, *, now, run: Run
             .order_by("day", "product_id")
         )
         reported = {
-            (row["product_id"], row["day"]): row["units"]
+            (row["product_id"], row["day"], row["segment_start"]): row["units"]
             for row in StripeUsageReport.objects.filter(organization=organization, day__gte=since)
-            .values("product_id", "day")
+            .values("product_id", "day", "segment_start")
             .annotate(units=Sum("value"))
             .order_by()
         }
+        boundaries = period_boundaries(organization, customer_id, since=_midnight(since, tz))
         for row in costs:
-            product = products[row["product_id"]]
-            before = reported.get((product.pk, row["day"]), 0)
-            missing = meter_units(row["cost"]) - before
-            if missing <= 0:
-                continue
-            _send(organization, customer_id, product, row["day"], before, missing, now, run)
+            product, day = products[row["product_id"]], row["day"]
+            start, end = _midnight(day, tz), _midnight(day + timedelta(days=1), tz)
+            inside = [b for b in boundaries if start < b < end]
+            for segment in _segments(organization, product, row["cost"], start, end, inside):
+                before = reported.get((product.pk, day, segment.start), 0)
+                missing = meter_units(segment.cost) - before
+                if missing <= 0:
+                    continue
+                _send(organization, customer_id, product, day, segment, before, missing, now, run)
 
 
-def _send(organization, customer_id, product, day, before, value, now, run) -> None:
-    identifier = f"bp-{organization.pk}-{product.pk}-{day:%Y%m%d}-{before}"
-    # Stamped inside its day (noon, the organisation's time), never ahead of now.
-    stamp = datetime.combine(day, time(12), tzinfo=organization.tz)
-    timestamp = int(min(stamp, now - timedelta(seconds=1)).timestamp())
+@dataclass(frozen=True)
+class Segment:
+    """A part of a day reported as its own stream: ``start`` None for the day's first part
+    (the whole day when no period starts inside it); ``stamp`` inside the part."""
+
+    start: datetime | None
+    cost: Decimal
+    stamp: datetime
+
+
+def _midnight(day, tz) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=tz)
+
+
+def period_boundaries(organization, customer_id: str, *, since: datetime) -> list[datetime]:
+    """The instants where a subscription period of the customer starts or ends: from the
+    invoices dj-stripe holds and the current subscription's period."""
+    instants = set()
+    invoices = djstripe.Invoice.objects.filter(
+        customer_id=customer_id, created__gte=since - timedelta(days=40)
+    ).values_list("stripe_data", flat=True)
+    for data in invoices:
+        for key in ("period_start", "period_end"):
+            if (data or {}).get(key):
+                instants.add(datetime.fromtimestamp(int(data[key]), UTC))
+    summary = billing.subscription_summary(organization)
+    for key in ("current_period_start", "current_period_end"):
+        if summary.get(key):
+            instants.add(datetime.fromtimestamp(int(summary[key]), UTC))
+    return sorted(instant for instant in instants if instant >= since)
+
+
+def _segments(organization, product, cost: Decimal, start, end, inside) -> list[Segment]:
+    """The day's postpaid cost split where a period starts inside it: each invoice then
+    bills the usage of its own period, as settlement counts it (by ``occurred_at``)."""
+    noon = start + timedelta(hours=12)
+    if not inside:
+        return [Segment(None, cost, noon)]
+    bounds = [*inside, end]
+    # What each later part cost, from its billing records (the rollup has whole days);
+    # a charge voided before it was paid is out of the rollup, so out of here too.
+    voided = Q(status=BillingStatus.REFUNDED) & ~Exists(
+        BillingEvent.objects.filter(record=OuterRef("pk"), to_status=BillingStatus.COMPLETED)
+    )
+    parts = (
+        BillingRecord.objects.filter(
+            organization=organization,
+            product=product,
+            billing_method=BillingMethod.PAYMENT_CHARGE,
+            occurred_at__gte=inside[0],
+            occurred_at__lt=end,
+        )
+        .exclude(voided)
+        .aggregate(
+            **{
+                f"part{i}": Sum("total_amount", filter=Q(occurred_at__gte=b, occurred_at__lt=nxt))
+                for i, (b, nxt) in enumerate(zip(bounds, bounds[1:], strict=False))
+            }
+        )
+    )
+    later = [parts[f"part{i}"] or ZERO for i in range(len(inside))]
+    one_second = timedelta(seconds=1)
+    segments = [
+        Segment(None, max(ZERO, cost - sum(later, ZERO)), min(noon, inside[0] - one_second))
+    ]
+    for i, boundary in enumerate(inside):
+        stamp = min(max(noon, boundary), bounds[i + 1] - one_second)
+        segments.append(Segment(boundary, later[i], stamp))
+    return segments
+
+
+def _send(organization, customer_id, product, day, segment: Segment, before, value, now, run):
+    part = "" if segment.start is None else f"T{segment.start.astimezone(UTC):%H%M%S}"
+    identifier = f"bp-{organization.pk}-{product.pk}-{day:%Y%m%d}{part}-{before}"
+    # Stamped inside its part of the day, never ahead of now.
+    timestamp = int(min(segment.stamp, now - timedelta(seconds=1)).timestamp())
     try:
         stripe.billing.MeterEvent.create(
             api_key=billing.api_key(),
@@ -126,6 +213,7 @@ def _send(organization, customer_id, product, day, before, value, now, run) -> N
         organization=organization,
         product=product,
         day=day,
+        segment_start=segment.start,
         value=value,
         identifier=identifier,
         stripe_customer_id=customer_id,

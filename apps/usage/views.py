@@ -159,6 +159,12 @@ class _Echo:
         return value
 
 
+def _cell(text: str) -> str:
+    """A text cell a spreadsheet will not run as a formula (``user_id`` comes from API
+    callers): one starting with = + - @ or a tab is prefixed with an apostrophe."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 @member_view()
 def usage_export(request: HttpRequest) -> HttpResponse:
     """The range as CSV, one row per day, product, end user and billing method, streamed
@@ -186,7 +192,7 @@ def usage_export(request: HttpRequest) -> HttpResponse:
         for item in queryset.iterator(chunk_size=2000):
             item: DailyUsage
             yield writer.writerow(
-                [item.day.isoformat(), item.service_type, item.product.code, item.user_id,
+                [item.day.isoformat(), item.service_type, item.product.code, _cell(item.user_id),
                  item.billing_method, format_quantity(item.quantity), item.event_count,
                  format_quantity(item.cost), currency]
             )  # fmt: skip

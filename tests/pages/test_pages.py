@@ -50,6 +50,21 @@ def test_the_overview_shows_plan_spend_forecast_budgets_wallet_and_alerts(alpha)
     assert "$1.50" in page
     assert alpha.organization.plan.name in page
     assert "Forecast at period end" in page
+    # spent + (average of the last full days, at most 7, this period) x days left
+    response = signed_in(alpha.members["viewer"]).get(reverse("billing:overview"))
+    today = timezone.now().date()
+    first = today.replace(day=1)
+    last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    by_day = dict(
+        DailyUsage.objects.filter(organization=alpha.organization, day__gte=first)
+        .values_list("day", "cost")
+    )  # fmt: skip
+    days = (today - first).days
+    full_days = [by_day.get(first + timedelta(days=i), Decimal(0)) for i in range(days)]
+    recent = full_days[-7:] or [by_day.get(today, Decimal(0))]
+    period_spent = sum(by_day.values(), Decimal(0))
+    expected = period_spent + sum(recent, Decimal(0)) / len(recent) * (last - today).days
+    assert response.context["forecast"] == expected
     assert page.count("<circle") >= 1  # the spend line has points
     assert 'role="progressbar"' in page and alpha.budget.name in page
     assert "Wallet and credits" in page
@@ -76,6 +91,15 @@ def test_an_impossible_range_is_a_clear_400(alpha):
         reverse("billing:usage-export"), {"start": "2020-01-01", "end": "2026-01-01"}
     )
     assert response.status_code == 400
+
+
+def test_the_csv_export_does_not_let_a_user_id_run_as_a_formula(alpha, calls):
+    from tests.pages.conftest import record
+
+    record(alpha.organization, calls, 1, user_id='=HYPERLINK("http://x")', prefix="f")
+    response = signed_in(alpha.members["viewer"]).get(reverse("billing:usage-export"))
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert """'=HYPERLINK("http://x")""" in {row["user_id"] for row in rows}
 
 
 def test_the_csv_export_has_the_rollup_rows_of_the_range(alpha):
@@ -158,12 +182,15 @@ def test_a_new_key_is_shown_once_and_works_then_revoking_it_stops_it(alpha, api_
     response = client.post(
         reverse("billing:api-keys"), {"name": "worker", "scopes": ["billing:read"]}
     )
-    assert response.status_code == 201
-    raw = re.search(r'id="new-key">(bp_org_\w+)</code>', body(response)).group(1)
+    assert response.status_code == 302  # a reload of the result page creates nothing
+    shown = body(client.get(response["Location"]))
+    raw = re.search(r'id="new-key">(bp_org_\w+)</code>', shown).group(1)
     key = ApiKey.objects.get(name="worker")
     assert key.scopes == ["billing:read"] and key.created_by == alpha.members["owner"]
-    assert raw not in body(client.get(reverse("billing:api-keys")))  # never shown again
-    assert key.prefix in body(client.get(reverse("billing:api-keys")))
+    assert key.hash_key(raw) == key.secret_hash
+    page = body(client.get(reverse("billing:api-keys")))
+    assert raw not in page and key.prefix in page  # never shown again
+    assert ApiKey.objects.filter(name="worker").count() == 1
 
     auth = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
     assert api_client.get("/api/v1/budgets", **auth).status_code == 200
@@ -193,6 +220,29 @@ def test_a_failing_channel_shows_its_error(alpha):
     channel.refresh_from_db()
     assert channel.last_tested_at is not None and channel.last_test_error
     assert "failed" in body(client.get(reverse("billing:channels")))
+
+
+def test_viewers_see_apprise_targets_without_their_secrets(alpha):
+    NotificationChannel.objects.create(
+        organization=alpha.organization, kind="apprise",
+        target="slack://TokenA/TokenB/TokenC/#alerts",
+    )  # fmt: skip
+    viewer_page = body(signed_in(alpha.members["viewer"]).get(reverse("billing:channels")))
+    assert "TokenB" not in viewer_page and "slack://tokena/…" in viewer_page.lower()
+    billing_page = body(signed_in(alpha.members["billing"]).get(reverse("billing:channels")))
+    assert "TokenB" in billing_page  # who may change it sees it whole
+
+
+def test_private_addresses_are_refused_as_alert_targets_in_production(alpha, settings):
+    settings.ALERT_PRIVATE_TARGETS = False
+    client = signed_in(alpha.members["billing"])
+    for target in ("json://127.0.0.1:9/hook", "json://169.254.169.254/latest",
+                   "json://localhost/x", "json://10.0.0.7/x"):  # fmt: skip
+        response = client.post(reverse("billing:channels"), {"kind": "apprise", "target": target})
+        assert response.status_code == 400 and "private addresses" in body(response)
+    response = client.post(reverse("billing:channels"),
+                           {"kind": "apprise", "target": "json://hooks.example.com/x"})  # fmt: skip
+    assert response.status_code == 302
 
 
 def test_a_bad_channel_is_refused(alpha):
@@ -270,8 +320,7 @@ def test_subscribing_goes_through_checkout_then_plan_change_and_cancel_from_the_
     page = body(page_client.get(reverse("billing:plans")))
     assert "Switch to Enterprise" in page and "trialing" in page
     overview = body(page_client.get(reverse("billing:overview")))
-    assert f"Trial: {pro.trial_days - 1} days left" in overview or \
-        f"Trial: {pro.trial_days} days left" in overview  # fmt: skip
+    assert f"Trial: {pro.trial_days} days left" in overview  # a started day counts
     assert "Renews" in overview
 
     response = page_client.post(reverse("billing:plan-change"), {"plan": "enterprise"}, follow=True)
@@ -285,6 +334,11 @@ def test_subscribing_goes_through_checkout_then_plan_change_and_cancel_from_the_
     assert "Keep my subscription" in body(page_client.get(reverse("billing:plans")))
     page_client.post(reverse("billing:subscription"), {"action": "resume"})
     assert billing.subscription_summary(organization)["cancel_at_period_end"] is False
+
+    # Cancelling now asks first.
+    response = page_client.post(reverse("billing:subscription"), {"action": "cancel_now"})
+    assert "Cancel your subscription now?" in body(response)
+    assert billing.subscription_summary(organization)["status"] == "trialing"
 
     response = page_client.post(reverse("billing:subscription"), {"action": "portal"})
     assert response.status_code == 302
@@ -318,8 +372,16 @@ def test_invoices_list_stripe_invoices_with_their_links_and_the_running_statemen
     fake_stripe.end_trial(session["subscription"])
     invoice(fake_stripe, session["subscription"], paid=True)
     deliver_processed(client, webhook_endpoint, fake_stripe.events)
-    page = body(page_client.get(reverse("billing:invoices")))
+    response = page_client.get(reverse("billing:invoices"))
+    page = body(response)
     assert "BP-0001" in page and "https://invoice.stripe.com/i/" in page and "paid" in page
+    (shown,) = [i for i in response.context["invoices"] if i["number"] == "BP-0001"]
+    data = next(o for o in fake_stripe.objects.values() if o.get("number") == "BP-0001")
+    assert shown["total"] == Decimal(data["total"]) / 100  # minor units to dollars
+    assert f"${shown['total']:,.2f}" in page
+    assert (
+        f"{shown['period_start']:%Y-%m-%d}" in page and shown["period_end"] > shown["period_start"]
+    )
     assert "Current period so far" in page
 
 

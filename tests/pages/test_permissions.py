@@ -83,10 +83,17 @@ def test_every_page_asks_an_anonymous_visitor_to_sign_in(client, alpha, name, ta
     assert response["Location"].startswith(reverse("login") + "?next=")
 
 
+# Pages that are forms only: a viewer, who may not submit them, is not shown them either.
+FORM_PAGES = {"billing:budget-new", "billing:budget-edit", "billing:budget-delete"}
+
+
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize(("name", "target"), PAGES)
 def test_every_role_reads_every_page_of_its_organization(as_role, alpha, beta, role, name, target):
     response = as_role(role).get(url_of(name, target, alpha))
+    if role == "viewer" and name in FORM_PAGES:
+        assert response.status_code == 403
+        return
     assert response.status_code == 200
     body = response.content.decode()
     assert alpha.organization.name in body
@@ -131,6 +138,17 @@ def test_another_organizations_objects_are_not_found_by_changing_an_id(alpha, be
     response = signed_in(alpha.members["owner"]).post(reverse(name, kwargs=kwargs), data)
     assert response.status_code == 404
     assert not changed()
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("billing:wallet", {"amount": "10"}), ("billing:plan-change", {"plan": "pro"}),
+     ("billing:subscription", {"action": "cancel_now", "confirm": "yes"}),
+     ("billing:subscription", {"action": "portal"})],
+)  # fmt: skip
+def test_a_viewer_cannot_pay_change_plan_or_cancel(alpha, settings, name, data):
+    settings.STRIPE_ENABLED = True  # refused by role, before anything reaches Stripe
+    assert signed_in(alpha.members["viewer"]).post(reverse(name), data).status_code == 403
 
 
 def test_pages_of_another_organizations_budget_are_not_found(alpha, beta):

@@ -229,3 +229,56 @@ def test_a_failed_invoice_payment_fails_the_records_and_tells_the_billing_contac
     assert BillingRecord.objects.get(billing_method="payment_charge").status == "failed"
     assert [m.to for m in mailoutbox] == [[org.billing_email]]
     assert "Payment failed" in mailoutbox[0].subject
+
+
+def test_a_day_in_which_a_period_starts_is_reported_in_two_parts_at_that_instant(
+    api_client, key, metered, fake_stripe, org, plan, calls
+):
+    """The subscription renews at 14:37 on a day: what occurred before is stamped before
+    14:37 (billed by the invoice of the period that ends then), what occurred after is
+    stamped after it (billed by the next one), as settlement counts the records."""
+    from datetime import datetime, time, timedelta
+
+    from django.utils import timezone
+
+    tz = org.tz
+    day = timezone.localtime(timezone.now(), tz).date() - timedelta(days=2)
+    anchor = datetime.combine(day, time(14, 37), tzinfo=tz)
+    fake_stripe.clock = int(anchor.timestamp())  # Stripe's clock when the period starts
+    plan.refresh_from_db()
+    url = billing.checkout_subscription(
+        org, plan, success_url="https://x/ok", cancel_url="https://x/no"
+    )
+    session = fake_stripe.complete_checkout(url.rsplit("/", 1)[1])
+    billing.follow_subscription(org, session["subscription"])
+    summary = billing.subscription_summary(org)
+    assert summary["current_period_start"] == int(anchor.timestamp())
+
+    at = lambda hour: datetime.combine(day, time(hour), tzinfo=tz).isoformat()  # noqa: E731
+    record(
+        api_client, key, {"product_id": "calls", "usage_amount": 100, "occurred_at": at(10)}, "a"
+    )
+    record(api_client, key, {"product_id": "calls", "usage_amount": 30, "occurred_at": at(13)}, "b")
+    record(api_client, key, {"product_id": "calls", "usage_amount": 7, "occurred_at": at(16)}, "c")
+
+    run = stripe_usage.report_all()
+    events = sorted(
+        (e for e in fake_stripe.meter_events if e["event_name"] == calls.stripe_meter_event_name),
+        key=lambda e: e["timestamp"],
+    )
+    assert run.events == len(events) == 2
+    before, after = events
+    assert int(before["payload"]["value"]) == stripe_usage.meter_units(D("1.30"))  # 130 calls
+    assert int(after["payload"]["value"]) == stripe_usage.meter_units(D("0.07"))
+    assert int(before["timestamp"]) < anchor.timestamp() <= int(after["timestamp"])
+    parts = {r.segment_start for r in StripeUsageReport.objects.filter(product=calls)}
+    assert parts == {None, anchor}
+
+    # Late usage for the part after the anchor is sent to that part, once.
+    record(api_client, key, {"product_id": "calls", "usage_amount": 5, "occurred_at": at(18)}, "d")
+    stripe_usage.report_all()
+    stripe_usage.report_all()
+    late = [e for e in fake_stripe.meter_events if e["event_name"] == calls.stripe_meter_event_name]
+    assert len(late) == 3
+    assert int(late[-1]["payload"]["value"]) == stripe_usage.meter_units(D("0.05"))
+    assert int(late[-1]["timestamp"]) >= anchor.timestamp()

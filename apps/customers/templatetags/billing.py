@@ -7,6 +7,7 @@ costs. Never through float.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from django import template
@@ -88,3 +89,11 @@ def percent_of(spent, limit) -> str:
         return "100" if spent else "0"
     share = max(Decimal(0), min(Decimal(100), spent * 100 / limit))
     return str(share.quantize(Decimal("0.1")))
+
+
+@register.filter
+def last_day(end):
+    """The last moment before an exclusive period end (shown as the period's last day)."""
+    if not end:
+        return end
+    return end - timedelta(microseconds=1)
