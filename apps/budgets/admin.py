@@ -1,7 +1,16 @@
 from django.contrib import admin
 
+from apps.budgets import services
 from apps.budgets.models import Alert, AlertDelivery, Budget, BudgetPeriod, NotificationChannel
-from billing_portal.admin_actions import ReadOnlyAdmin
+from billing_portal.admin_actions import ReadOnlyAdmin, ReasonForm, confirm_and_apply
+
+
+class PermissionActions:
+    """``permissions=["x"]`` on an action asks the user for ``<app>.x_<model>``."""
+
+    def _has(self, request, action: str) -> bool:
+        meta = self.model._meta
+        return request.user.has_perm(f"{meta.app_label}.{action}_{meta.model_name}")
 
 
 class BudgetPeriodInline(admin.TabularInline):
@@ -29,11 +38,33 @@ class BudgetAdmin(admin.ModelAdmin):
 
 
 @admin.register(BudgetPeriod)
-class BudgetPeriodAdmin(ReadOnlyAdmin):
-    list_display = ["budget", "starts_at", "ends_at", "spent"]
+class BudgetPeriodAdmin(PermissionActions, ReadOnlyAdmin):
+    list_display = ["budget", "organization", "starts_at", "ends_at", "spent", "limit"]
     list_select_related = ["budget__organization"]
+    list_filter = ["budget__period", "budget__is_hard"]
     search_fields = ["budget__name", "budget__organization__slug"]
     date_hierarchy = "starts_at"
+    actions = ["reset"]
+
+    @admin.display(ordering="budget__organization__name")
+    def organization(self, obj):
+        return obj.budget.organization
+
+    @admin.display(description="Limit")
+    def limit(self, obj):
+        return obj.budget.limit
+
+    def has_reset_permission(self, request) -> bool:
+        return self._has(request, "reset")
+
+    @admin.action(
+        description="Reset the selected periods (spent back to zero)", permissions=["reset"]
+    )
+    def reset(self, request, queryset):
+        return confirm_and_apply(
+            self, request, queryset, form_class=ReasonForm, title="Reset budget periods",
+            apply=lambda period, data, actor: services.reset_period(period=period),
+        )  # fmt: skip
 
 
 @admin.register(NotificationChannel)
@@ -60,10 +91,22 @@ class AlertDeliveryInline(admin.TabularInline):
 
 
 @admin.register(Alert)
-class AlertAdmin(ReadOnlyAdmin):
+class AlertAdmin(PermissionActions, ReadOnlyAdmin):
     list_display = ["period", "threshold", "spent", "limit", "created_at"]
-    list_filter = ["threshold"]
+    list_filter = ["threshold", "deliveries__status"]
     list_select_related = ["period__budget__organization"]
     search_fields = ["period__budget__name", "period__budget__organization__slug"]
     date_hierarchy = "created_at"
     inlines = [AlertDeliveryInline]
+    actions = ["resend"]
+
+    def has_resend_permission(self, request) -> bool:
+        return self._has(request, "resend")
+
+    @admin.action(description="Resend the selected alerts", permissions=["resend"])
+    def resend(self, request, queryset):
+        return confirm_and_apply(
+            self, request, queryset.select_related("period__budget__organization"),
+            form_class=ReasonForm, title="Resend alerts",
+            apply=lambda alert, data, actor: services.resend_alert(alert=alert),
+        )  # fmt: skip

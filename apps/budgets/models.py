@@ -148,6 +148,9 @@ class BudgetPeriod(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
+        permissions = [
+            ("reset_budgetperiod", "Can reset a budget's current period"),
+        ]
         ordering = ["budget", "-starts_at"]
         constraints = [
             models.UniqueConstraint(fields=["budget", "starts_at"], name="budget_period_once"),
@@ -242,6 +245,9 @@ class Alert(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        permissions = [
+            ("resend_alert", "Can resend alerts"),
+        ]
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["period", "threshold"], name="alert_once"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -179,3 +180,38 @@ def deliver(*, delivery_id: int) -> str:
         logger.warning("Alert delivery %s failed: %s", delivery_id, error)
         raise DeliveryFailed(error)
     return delivery.status
+
+
+def reset_period(*, period: BudgetPeriod) -> Decimal:
+    """Sets what the period spent back to zero (a staff correction, e.g. after a refund
+    outside the portal); returns what it had spent. Locked like ingestion's reservations."""
+    with transaction.atomic():
+        locked = BudgetPeriod.objects.select_for_update().get(pk=period.pk)
+        spent = locked.spent
+        locked.spent = Decimal(0)
+        locked.save(update_fields=["spent"])
+    period.spent = Decimal(0)
+    return spent
+
+
+def resend_alert(*, alert: Alert) -> int:
+    """Sends ``alert`` again to every active channel of its organisation (those added
+    since included); returns how many deliveries were queued."""
+    from apps.budgets.tasks import deliver_alert
+
+    organization = alert.period.budget.organization
+    ids = []
+    with transaction.atomic():
+        for channel in NotificationChannel.objects.filter(
+            organization=organization, is_active=True
+        ):
+            delivery, _ = AlertDelivery.objects.get_or_create(alert=alert, channel=channel)
+            delivery.status, delivery.last_error = AlertDelivery.Status.PENDING, ""
+            delivery.save(update_fields=["status", "last_error"])
+            ids.append(delivery.pk)
+    for delivery_id in ids:
+        try:
+            deliver_alert.delay(delivery_id)
+        except DeliveryFailed:  # run in-process (eager): recorded, retried by the sweep
+            logger.warning("Alert delivery %s failed; it stays pending for a retry", delivery_id)
+    return len(ids)

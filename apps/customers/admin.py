@@ -9,7 +9,7 @@ from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 from djstripe import models as djstripe
 
-from apps.customers import services, wallets
+from apps.customers import billing, services, wallets
 from apps.customers.models import (
     ApiKey,
     CreditEntry,
@@ -102,23 +102,46 @@ class OrganizationAdmin(admin.ModelAdmin):
         fields = list(super().get_readonly_fields(request, obj))
         return fields + ["currency"] if obj is not None else fields
 
-    actions = ["suspend", "reactivate"]
+    actions = ["suspend", "reactivate", "resync"]
 
-    @admin.action(description="Suspend the selected organisations", permissions=["change"])
-    def suspend(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:
-        for organization in queryset:
-            services.set_organization_status(
-                organization=organization, status=Organization.Status.SUSPENDED
-            )
-        self.message_user(request, f"{queryset.count()} organisation(s) suspended.")
+    def has_suspend_permission(self, request) -> bool:
+        return request.user.has_perm("customers.suspend_organization")
 
-    @admin.action(description="Reactivate the selected organisations", permissions=["change"])
-    def reactivate(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:
-        for organization in queryset:
-            services.set_organization_status(
-                organization=organization, status=Organization.Status.ACTIVE
-            )
-        self.message_user(request, f"{queryset.count()} organisation(s) reactivated.")
+    def has_sync_permission(self, request) -> bool:
+        return request.user.has_perm("customers.sync_organization")
+
+    @admin.action(description="Suspend the selected organisations", permissions=["suspend"])
+    def suspend(self, request: HttpRequest, queryset: QuerySet[Organization]):
+        return self._set_status(request, queryset, Organization.Status.SUSPENDED, "Suspend")
+
+    @admin.action(description="Reactivate the selected organisations", permissions=["suspend"])
+    def reactivate(self, request: HttpRequest, queryset: QuerySet[Organization]):
+        return self._set_status(request, queryset, Organization.Status.ACTIVE, "Reactivate")
+
+    def _set_status(self, request, queryset, status: str, verb: str):
+        return confirm_and_apply(
+            self, request, queryset, form_class=ReasonForm, title=f"{verb} organisations",
+            apply=lambda organization, data, actor: services.set_organization_status(
+                organization=organization, status=status
+            ),
+        )  # fmt: skip
+
+    @admin.action(
+        description="Re-sync the selected organisations from Stripe", permissions=["sync"]
+    )
+    def resync(self, request: HttpRequest, queryset: QuerySet[Organization]):
+        def apply(organization, data, actor):
+            change = billing.resync_organization(organization)
+            self.message_user(
+                request,
+                f"{organization}: " + (f"fixed {change['before']} → {change['after']}"
+                                       if change else "already in step with Stripe"),
+            )  # fmt: skip
+
+        return confirm_and_apply(
+            self, request, queryset, form_class=ReasonForm, title="Re-sync from Stripe",
+            apply=apply,
+        )  # fmt: skip
 
 
 @admin.register(Membership)
@@ -268,7 +291,13 @@ class WalletAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Top up the selected wallets")
+    def has_top_up_permission(self, request) -> bool:
+        return request.user.has_perm("customers.top_up_wallet")
+
+    def has_grant_permission(self, request) -> bool:
+        return request.user.has_perm("customers.grant_credits")
+
+    @admin.action(description="Top up the selected wallets", permissions=["top_up"])
     def top_up(self, request, queryset):
         return confirm_and_apply(
             self, request, queryset, form_class=AmountForm, title="Top up wallets",
@@ -278,7 +307,9 @@ class WalletAdmin(admin.ModelAdmin):
             ),
         )  # fmt: skip
 
-    @admin.action(description="Grant credits to the selected wallets' organisations")
+    @admin.action(
+        description="Grant credits to the selected wallets' organisations", permissions=["grant"]
+    )
     def grant_credits(self, request, queryset):
         return confirm_and_apply(
             self, request, queryset, form_class=GrantForm, title="Grant credits",

@@ -358,25 +358,42 @@ def reconcile() -> dict:
         subscriber__isnull=False, livemode=settings.STRIPE_LIVE_MODE
     ):
         customers += 1
-        # Fetched and stored under the organisation's lock, like every webhook's
-        # re-fetch, so a newer state applied meanwhile is never overwritten by this one.
-        with transaction.atomic():
-            organization = lock_organization(customer.subscriber_id)
-            before = (organization.plan_id, organization.subscription_status)
-            djstripe.Customer.sync_from_stripe_data(
-                stripe.Customer.retrieve(customer.id, api_key=key), api_key=key
-            )
-            for data in stripe.Subscription.list(
-                api_key=key, customer=customer.id, status="all", limit=100
-            ).auto_paging_iter():
-                djstripe.Subscription.sync_from_stripe_data(data, api_key=key)
-            for data in stripe.Invoice.list(
-                api_key=key, customer=customer.id, created=recent_invoices, limit=100
-            ).auto_paging_iter():
-                djstripe.Invoice.sync_from_stripe_data(data, api_key=key)
-            organization = _apply_subscription(organization)
-            after = (organization.plan_id, organization.subscription_status)
-        if before != after:
-            fixed.append({"organization": organization.slug, "before": before, "after": after})
-            logger.warning("Reconciliation fixed %s: %s -> %s", organization.slug, before, after)
+        change = _resync(customer, key, recent_invoices)
+        if change is not None:
+            fixed.append(change)
     return {"customers": customers, "fixed": fixed}
+
+
+def resync_organization(organization: Organization) -> dict | None:
+    """``reconcile`` for one organisation (the admin's "re-sync from Stripe"): what it
+    fixed, or None when nothing had drifted."""
+    key = api_key()
+    customer = customer_of(organization)
+    if customer is None:
+        return None
+    recent_invoices = {"gte": int((timezone.now() - RECONCILE_INVOICE_DAYS).timestamp())}
+    return _resync(customer, key, recent_invoices)
+
+
+def _resync(customer, key: str, recent_invoices: dict) -> dict | None:
+    # Fetched and stored under the organisation's lock, like every webhook's re-fetch, so
+    # a newer state applied meanwhile is never overwritten by this one.
+    with transaction.atomic():
+        organization = lock_organization(customer.subscriber_id)
+        before = (organization.plan_id, organization.subscription_status)
+        djstripe.Customer.sync_from_stripe_data(
+            stripe.Customer.retrieve(customer.id, api_key=key), api_key=key
+        )
+        for data in stripe.Subscription.list(
+            api_key=key, customer=customer.id, status="all", limit=100
+        ).auto_paging_iter():
+            djstripe.Subscription.sync_from_stripe_data(data, api_key=key)
+        for data in stripe.Invoice.list(
+            api_key=key, customer=customer.id, created=recent_invoices, limit=100
+        ).auto_paging_iter():
+            djstripe.Invoice.sync_from_stripe_data(data, api_key=key)
+        organization = _apply_subscription(organization)
+        after = (organization.plan_id, organization.subscription_status)
+    if before == after:
+        return None
+    return {"organization": organization.slug, "before": before, "after": after}

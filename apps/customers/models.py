@@ -71,6 +71,10 @@ class Organization(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        permissions = [
+            ("suspend_organization", "Can suspend and reactivate organisations"),
+            ("sync_organization", "Can re-sync organisations from Stripe"),
+        ]
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(
@@ -244,6 +248,10 @@ class Wallet(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        permissions = [
+            ("top_up_wallet", "Can top up wallets by hand"),
+            ("grant_credits", "Can grant credits"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(balance__gte=-models.F("overdraft_limit")),

@@ -42,7 +42,10 @@ class BillingRecordAdmin(ReadOnlyAdmin):
     actions = ["refund"]
     show_full_result_count = False
 
-    @admin.action(description="Refund the selected billing records")
+    def has_refund_permission(self, request) -> bool:
+        return request.user.has_perm("usage.refund_billingrecord")
+
+    @admin.action(description="Refund the selected billing records", permissions=["refund"])
     def refund(self, request, queryset):
         return confirm_and_apply(
             self,

@@ -87,6 +87,9 @@ class BillingRecord(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        permissions = [
+            ("refund_billingrecord", "Can refund billing records"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(total_amount__gte=0, usage_amount__gte=0),

@@ -90,22 +90,30 @@ def test_the_organization_page_lists_members_and_keys(staff_client, organization
     assert "inline key" in page.content.decode()
 
 
-def test_suspend_and_reactivate_actions(staff_client):
+def test_suspend_and_reactivate_actions_ask_for_a_reason_and_record_it(staff_client):
     organization = OrganizationFactory()
+    selection = {"action": "suspend", "_selected_action": [organization.pk]}
+
+    page = staff_client.post("/admin/customers/organization/", selection)
+    assert b"reason" in page.content  # the confirmation page
+    organization.refresh_from_db()
+    assert organization.status == Organization.Status.ACTIVE
 
     staff_client.post(
-        "/admin/customers/organization/",
-        {"action": "suspend", "_selected_action": [organization.pk]},
+        "/admin/customers/organization/", {**selection, "apply": "1", "reason": "unpaid since May"}
     )
     organization.refresh_from_db()
     assert organization.status == Organization.Status.SUSPENDED
 
     staff_client.post(
         "/admin/customers/organization/",
-        {"action": "reactivate", "_selected_action": [organization.pk]},
-    )
+        {"action": "reactivate", "_selected_action": [organization.pk], "apply": "1",
+         "reason": "paid in full"},
+    )  # fmt: skip
     organization.refresh_from_db()
     assert organization.status == Organization.Status.ACTIVE
+    history = staff_client.get(f"/admin/customers/organization/{organization.pk}/history/")
+    assert b"unpaid since May" in history.content and b"paid in full" in history.content
 
 
 def test_the_organization_page_links_its_stripe_customer_subscription_and_invoices(
