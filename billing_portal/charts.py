@@ -177,3 +177,30 @@ def spend_line(
             )
     parts += _x_labels(days, slot)
     return _svg(parts, label)
+
+
+def horizontal_bars(
+    rows: Sequence[tuple[str, Decimal]], *, fmt: Callable[[Decimal], str], label: str
+) -> SafeString:
+    """One bar per row (label, value), longest first as given; a fixed height per row."""
+    width, left, row_height = 720, 170, 26
+    height = max(1, len(rows)) * row_height + 8
+    top = max((value for _, value in rows), default=Decimal(0)) or Decimal(1)
+    parts = []
+    for index, (name, value) in enumerate(rows):
+        y = 4 + index * row_height
+        length = float(value / top) * (width - left - 110)
+        parts.append(
+            f'<text x="{left - 8}" y="{y + 17}" text-anchor="end" font-size="13" '
+            f'fill="#1f2933">{escape(name)}</text>'
+            f'<rect x="{left}" y="{y + 4}" width="{max(1.0, length):.1f}" height="18" '
+            f'fill="{PALETTE[index % len(PALETTE)]}"><title>{escape(name)}: '
+            f"{escape(fmt(value))}</title></rect>"
+            f'<text x="{left + max(1.0, length) + 6:.1f}" y="{y + 17}" font-size="12" '
+            f'fill="#52606d">{escape(fmt(value))}</text>'
+        )
+    return mark_safe(
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg" '
+        f'style="width:100%;height:auto">' + "".join(parts) + "</svg>"
+    )

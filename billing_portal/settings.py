@@ -39,7 +39,7 @@ PORT = env.int("PORT", default=8000)
 SERVICE_NAME = "billing_portal"
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "billing_portal.admin_site.PortalAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -47,13 +47,16 @@ class OrganizationAdmin(admin.ModelAdmin):
     list_display = [
         "name",
         "slug",
+        "plan",
+        "subscription_status",
+        "status",
         "billing_email",
         "currency",
-        "time_zone",
-        "status",
         "created_at",
     ]
-    list_filter = ["status", "currency"]
+    list_display_links = ["name"]
+    list_filter = ["status", "subscription_status", "plan", "currency"]
+    list_select_related = ["plan"]
     search_fields = ["name", "slug", "billing_email"]
     date_hierarchy = "created_at"
     prepopulated_fields = {"slug": ["name"]}

@@ -199,3 +199,23 @@ def test_the_keyboard_reaches_the_skip_link_first_and_the_pages_by_tab(browser, 
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(browser, 15).until(lambda d: d.current_url.endswith("/billing/usage/"))
+
+
+def test_the_finance_dashboard_and_an_organization_page(browser, demo, live_server):
+    from selenium.webdriver.common.by import By
+
+    from apps.customers.models import Organization
+
+    browser.get(live_server.url + "/admin/login/")
+    browser.find_element(By.ID, "id_username").send_keys("admin")
+    browser.find_element(By.ID, "id_password").send_keys("admin-demo-password")
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]"))
+    dashboard = browser.find_element(By.ID, "finance-dashboard")
+    assert "usage revenue this month" in dashboard.text.lower()
+    assert browser.find_elements(By.CSS_SELECTOR, "#finance-dashboard svg.chart rect")
+    shot(browser, "admin-dashboard")
+
+    organization = Organization.objects.get(slug="demo")
+    browser.get(f"{live_server.url}/admin/customers/organization/{organization.pk}/change/")
+    assert "Demo Labs" in browser.page_source
+    shot(browser, "admin-organization")
