@@ -12,7 +12,7 @@ ifeq ($(UV),)
 UV := python3 -m uv
 endif
 
-.PHONY: setup run test lint format migrate demo worker beat bench bench-partitioning clean
+.PHONY: setup run test lint format migrate demo worker beat bench bench-partitioning bench-admin clean
 
 setup: .venv/.synced
 
@@ -56,6 +56,11 @@ beat: setup
 # percentiles and the raw INSERT/COPY baseline measured in the same run.
 bench: setup
 	$(PY) bench/ingest.py
+
+# The admin with 1 M usage events and 10 k billing records (see bench/admin.py): the time of
+# every changelist, the dashboard and an organisation page against 300 ms.
+bench-admin: setup
+	$(PY) bench/admin.py
 
 # When the usage table needs partitioning (see bench/partitioning.py): ingestion costs as it
 # grows, and removing a month from a plain against a partitioned table (about 12 minutes).

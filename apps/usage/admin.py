@@ -1,19 +1,55 @@
 from django.contrib import admin
 
+from apps.customers.models import Organization
+from apps.pricing.models import ServiceType
 from apps.usage import services
 from apps.usage.models import BillingEvent, BillingRecord, DailyUsage, UsageCounter, UsageEvent
-from billing_portal.admin_actions import ReadOnlyAdmin, ReasonForm, confirm_and_apply
+from billing_portal.admin_actions import (
+    EstimatedCountPaginator,
+    ReadOnlyAdmin,
+    ReasonForm,
+    confirm_and_apply,
+)
+
+
+class ServiceTypeFilter(admin.SimpleListFilter):
+    """Service types from the catalog: listing the distinct values of a million-row table
+    would scan it on every page view."""
+
+    title = "service type"
+    parameter_name = "service_type"
+
+    def lookups(self, request, model_admin):
+        return list(ServiceType.objects.order_by("name").values_list("code", "name"))
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(service_type=self.value())
+        return queryset
 
 
 @admin.register(UsageEvent)
 class UsageEventAdmin(ReadOnlyAdmin):
+    """A million rows and more: counted up to 10,000 then estimated, dates drilled down
+    from the rollup, searched by exact event key through the (organisation, key) index."""
+
     list_display = ["idempotency_key", "organization", "product", "user_id", "quantity",
                     "occurred_at", "received_at"]  # fmt: skip
-    list_filter = ["service_type"]
+    list_filter = [ServiceTypeFilter, "organization"]
     list_select_related = ["organization", "product"]
-    search_fields = ["=idempotency_key", "=user_id", "=organization__slug"]
+    search_fields = ["idempotency_key"]
+    search_help_text = "The exact event key (idempotency key)."
     date_hierarchy = "occurred_at"
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        # Keys are unique per organisation: one index probe per organisation.
+        organizations = Organization.objects.values("pk")
+        return queryset.filter(organization_id__in=organizations, idempotency_key=term), False
 
 
 class BillingEventInline(admin.TabularInline):
@@ -30,17 +66,18 @@ class BillingEventInline(admin.TabularInline):
 
 @admin.register(BillingRecord)
 class BillingRecordAdmin(ReadOnlyAdmin):
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
     list_display = [
         "billing_id", "organization", "user_id", "product", "usage_amount", "total_amount",
         "currency", "billing_method", "status", "created_at",
     ]  # fmt: skip
-    list_filter = ["status", "billing_method", "service_type", "currency"]
+    list_filter = ["status", "billing_method", ServiceTypeFilter, "currency"]
     list_select_related = ["organization", "product"]
     search_fields = ["=billing_id", "=user_id", "=organization__slug"]
     date_hierarchy = "created_at"
     inlines = [BillingEventInline]
     actions = ["refund"]
-    show_full_result_count = False
 
     def has_refund_permission(self, request) -> bool:
         return request.user.has_perm("usage.refund_billingrecord")
@@ -61,20 +98,23 @@ class BillingRecordAdmin(ReadOnlyAdmin):
 
 @admin.register(BillingEvent)
 class BillingEventAdmin(ReadOnlyAdmin):
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
     list_display = ["record", "from_status", "to_status", "billing_method", "amount", "actor",
                     "reason", "created_at"]  # fmt: skip
     list_filter = ["to_status", "billing_method"]
     list_select_related = ["record"]
     search_fields = ["=record__billing_id", "actor"]
     date_hierarchy = "created_at"
-    show_full_result_count = False
 
 
 @admin.register(DailyUsage)
 class DailyUsageAdmin(ReadOnlyAdmin):
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
     list_display = ["day", "organization", "product", "user_id", "billing_method", "quantity",
                     "cost", "event_count"]  # fmt: skip
-    list_filter = ["service_type", "billing_method"]
+    list_filter = [ServiceTypeFilter, "billing_method"]
     list_select_related = ["organization", "product"]
     search_fields = ["=organization__slug", "=user_id"]
     date_hierarchy = "day"
