@@ -13,12 +13,21 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.functional import cached_property
+from simple_history.admin import SimpleHistoryAdmin
 
 from billing_portal.errors import PortalError
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Ledgers and facts: staff read them; corrections are actions that add rows."""
+    """Ledgers and facts: staff read them; corrections are actions that add rows.
+
+    Their lists may be filtered by organisation from links (the organisation page's
+    panels, the dashboard) without listing every organisation in the sidebar."""
+
+    def lookup_allowed(self, lookup, value, request=None):
+        if lookup.split("__id__exact")[0].endswith("organization"):
+            return True
+        return super().lookup_allowed(lookup, value, request)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -28,6 +37,29 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class AuditedAdmin(SimpleHistoryAdmin):
+    """The history view shows both the audit history (every saved change, field by field,
+    with who made it) and the staff actions taken on the object with their reasons."""
+
+    object_history_template = "admin/audited_history.html"
+
+    def history_view(self, request, object_id, extra_context=None):
+        from django.contrib.admin.models import LogEntry
+        from django.contrib.contenttypes.models import ContentType
+
+        actions = (
+            LogEntry.objects.filter(
+                object_id=str(object_id),
+                content_type=ContentType.objects.get_for_model(self.model),
+            )
+            .select_related("user")
+            .order_by("-action_time")[:100]
+        )
+        return super().history_view(
+            request, object_id, {**(extra_context or {}), "action_list": actions}
+        )
 
 
 class ReasonForm(forms.Form):
@@ -55,6 +87,7 @@ def confirm_and_apply(
                 if name != "reason" and value not in (None, "")
             )  # fmt: skip
             for obj in queryset:
+                obj._change_reason = f"{title}: {form.cleaned_data['reason']}"[:100]
                 try:
                     apply(obj, form.cleaned_data, actor)
                     done += 1

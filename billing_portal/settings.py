@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "djstripe",
     "import_export",
+    "simple_history",
     "apps.pricing",
     "apps.customers",
     "apps.budgets",
@@ -65,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -149,6 +151,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# The audit history records changes; prices are versioned and plans follow Stripe, so it is
+# never used to put an old version back.
+SIMPLE_HISTORY_REVERT_DISABLED = True
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "billing:overview"
 LOGOUT_REDIRECT_URL = "login"

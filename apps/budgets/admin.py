@@ -2,7 +2,12 @@ from django.contrib import admin
 
 from apps.budgets import services
 from apps.budgets.models import Alert, AlertDelivery, Budget, BudgetPeriod, NotificationChannel
-from billing_portal.admin_actions import ReadOnlyAdmin, ReasonForm, confirm_and_apply
+from billing_portal.admin_actions import (
+    AuditedAdmin,
+    ReadOnlyAdmin,
+    ReasonForm,
+    confirm_and_apply,
+)
 
 
 class PermissionActions:
@@ -26,7 +31,7 @@ class BudgetPeriodInline(admin.TabularInline):
 
 
 @admin.register(Budget)
-class BudgetAdmin(admin.ModelAdmin):
+class BudgetAdmin(AuditedAdmin):
     list_display = ["name", "organization", "scope", "period", "limit", "currency", "is_hard",
                     "is_active"]  # fmt: skip
     list_filter = ["scope", "period", "is_hard", "is_active"]

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 from apps.customers.models import ApiKey, Organization
 from apps.pricing.models import Product, ServiceType
@@ -59,6 +60,9 @@ class Budget(models.Model):
     thresholds = models.JSONField(default=default_thresholds)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    # Who changed what, when (staff, pages, Stripe): the admin's history view.
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["organization", "name"]

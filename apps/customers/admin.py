@@ -5,7 +5,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html_join
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from djstripe import models as djstripe
 
@@ -19,7 +20,13 @@ from apps.customers.models import (
     Wallet,
     WalletEntry,
 )
-from billing_portal.admin_actions import ReadOnlyAdmin, ReasonForm, confirm_and_apply
+from apps.pricing.cost_engine import format_amount
+from billing_portal.admin_actions import (
+    AuditedAdmin,
+    ReadOnlyAdmin,
+    ReasonForm,
+    confirm_and_apply,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -43,7 +50,7 @@ class ApiKeyInline(admin.TabularInline):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(AuditedAdmin):
     list_display = [
         "name",
         "slug",
@@ -63,8 +70,124 @@ class OrganizationAdmin(admin.ModelAdmin):
     # Stripe decides these (``billing.follow_subscription``); the currency is the wallet's.
     readonly_fields = [
         "subscription_status", "past_due_since", "stripe", "created_at", "updated_at",
+        "budgets_panel", "funds_panel", "records_panel", "alerts_panel",
+    ]  # fmt: skip
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "billing_email", "currency", "time_zone", "status"]}),
+        ("Plan and Stripe", {"fields": ["plan", "subscription_status", "past_due_since",
+                                        "stripe"]}),
+        ("Budgets", {"fields": ["budgets_panel"]}),
+        ("Wallet and credits", {"fields": ["funds_panel"]}),
+        ("Recent billing records", {"fields": ["records_panel"]}),
+        ("Recent alerts", {"fields": ["alerts_panel"]}),
+        ("Dates", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]  # fmt: skip
     inlines = [MembershipInline, ApiKeyInline]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:  # adding: the organisation's own fields only
+            return [(None, {"fields": ["name", "slug", "billing_email", "currency",
+                                       "time_zone", "status", "plan"]})]  # fmt: skip
+        return super().get_fieldsets(request, obj)
+
+    @admin.display(description="Budgets")
+    def budgets_panel(self, obj: Organization) -> str:
+        from apps.budgets import selectors as budget_selectors
+
+        statuses = budget_selectors.budget_statuses(
+            budget_selectors.budgets_of(obj).order_by("name"), at=timezone.now()
+        )
+        if not statuses:
+            return "No budget."
+        return format_html_join(
+            mark_safe("<br>"),
+            '<a href="{}">{}</a> ({}, {}): {} of {} ({}%) this period{}',
+            (
+                (reverse("admin:budgets_budget_change", args=[s.budget.pk]), s.budget.name,
+                 s.budget.get_period_display().lower(), "hard" if s.budget.is_hard else "soft",
+                 format_amount(s.spent, obj.currency), format_amount(s.budget.limit, obj.currency),
+                 s.utilization, "" if s.budget.is_active else " · paused")
+                for s in statuses
+            ),
+        )  # fmt: skip
+
+    @admin.display(description="Wallet and credits")
+    def funds_panel(self, obj: Organization) -> str:
+        now = timezone.now()
+        grants = CreditGrant.objects.filter(organization=obj, remaining__gt=0).order_by(
+            "expires_at"
+        )[:10]
+        wallet = Wallet.objects.filter(organization=obj).first()
+        ledger = reverse("admin:customers_walletentry_changelist")
+        ledger += f"?wallet__organization__id__exact={obj.pk}"
+        lines = [
+            format_html(
+                'Prepaid balance {} {} · <a href="{}">ledger</a>{}',
+                format_amount(wallets.wallet_balance(obj), obj.currency), obj.currency,
+                ledger,
+                format_html(' · <a href="{}">wallet</a>',
+                            reverse("admin:customers_wallet_change", args=[wallet.pk]))
+                if wallet else "",
+            ),
+            format_html("Unexpired credits {} {}", format_amount(
+                wallets.credit_balance(obj, now), obj.currency), obj.currency),
+        ]  # fmt: skip
+        lines += [
+            format_html(
+                '<a href="{}">{}</a>: {} left of {}, expires {}',
+                reverse("admin:customers_creditgrant_change", args=[g.pk]), g.reason,
+                format_amount(g.remaining, g.currency), format_amount(g.amount, g.currency),
+                g.expires_at.date() if g.expires_at else "never",
+            )
+            for g in grants
+        ]  # fmt: skip
+        return mark_safe("<br>".join(lines))
+
+    @admin.display(description="Recent billing records")
+    def records_panel(self, obj: Organization) -> str:
+        from apps.usage.models import BillingRecord
+
+        records = BillingRecord.objects.filter(organization=obj).select_related("product")
+        records = records.order_by("-created_at")[:10]
+        if not records:
+            return "None yet."
+        more = (
+            reverse("admin:usage_billingrecord_changelist") + f"?organization__id__exact={obj.pk}"
+        )
+        rows = format_html_join(
+            mark_safe("<br>"),
+            '<a href="{}">{}</a> {} · {} · {} {} · {} · {}',
+            (
+                (reverse("admin:usage_billingrecord_change", args=[r.pk]), r.billing_id,
+                 r.created_at.strftime("%Y-%m-%d %H:%M"), r.product.code,
+                 format_amount(r.total_amount, r.currency), r.currency, r.billing_method,
+                 r.status)
+                for r in records
+            ),
+        )  # fmt: skip
+        return format_html('{}<br><a href="{}">All billing records</a>', rows, more)
+
+    @admin.display(description="Recent alerts")
+    def alerts_panel(self, obj: Organization) -> str:
+        from apps.budgets.models import Alert
+
+        alerts = (
+            Alert.objects.filter(period__budget__organization=obj)
+            .select_related("period__budget")
+            .order_by("-created_at")[:10]
+        )
+        if not alerts:
+            return "None."
+        return format_html_join(
+            mark_safe("<br>"),
+            '<a href="{}">{}</a> {}: {}% ({} of {})',
+            (
+                (reverse("admin:budgets_alert_change", args=[a.pk]),
+                 a.created_at.strftime("%Y-%m-%d %H:%M"), a.period.budget.name, a.threshold,
+                 format_amount(a.spent, obj.currency), format_amount(a.limit, obj.currency))
+                for a in alerts
+            ),
+        )  # fmt: skip
 
     @admin.display(description="Stripe")
     def stripe(self, obj: Organization) -> str:
@@ -345,7 +468,7 @@ class CreditEntryInline(admin.TabularInline):
 
 
 @admin.register(CreditGrant)
-class CreditGrantAdmin(ReadOnlyAdmin):
+class CreditGrantAdmin(AuditedAdmin, ReadOnlyAdmin):
     list_display = ["organization", "amount", "remaining", "currency", "expires_at", "reason",
                     "granted_by", "created_at"]  # fmt: skip
     list_filter = ["currency"]

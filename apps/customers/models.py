@@ -12,6 +12,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 from apps.pricing.currencies import CURRENCY_CHOICES
 from billing_portal.ledger import AppendOnlyModel
@@ -69,6 +70,9 @@ class Organization(models.Model):
     past_due_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Who changed what, when (staff, pages, Stripe): the admin's history view.
+    history = HistoricalRecords()
 
     class Meta:
         permissions = [
@@ -314,6 +318,9 @@ class CreditGrant(models.Model):
     reference = models.CharField(max_length=255, blank=True, default="")
     granted_by = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    # Who changed what, when (staff, pages, Stripe): the admin's history view.
+    history = HistoricalRecords()
 
     class Meta:
         ordering = [models.F("expires_at").asc(nulls_last=True), "id"]

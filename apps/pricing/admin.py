@@ -15,6 +15,7 @@ from apps.pricing import services
 from apps.pricing.forms import CostPreviewForm
 from apps.pricing.models import IncludedQuota, Plan, PriceRule, PriceTier, Product, ServiceType
 from apps.pricing.resources import PriceRuleResource
+from billing_portal.admin_actions import AuditedAdmin
 
 
 class CatalogAdmin(admin.ModelAdmin):
@@ -71,7 +72,7 @@ class ProductForm(forms.ModelForm):
 
 
 @admin.register(Product)
-class ProductAdmin(CatalogAdmin):
+class ProductAdmin(AuditedAdmin, CatalogAdmin):
     form = ProductForm
     list_display = [
         "code", "name", "service_type", "unit", "provider", "model_name", "dimension_list",
@@ -94,7 +95,7 @@ class IncludedQuotaInline(admin.TabularInline):
 
 
 @admin.register(Plan)
-class PlanAdmin(CatalogAdmin):
+class PlanAdmin(AuditedAdmin, CatalogAdmin):
     list_display = [
         "code", "name", "tier", "base_fee", "currency", "billing_interval", "trial_days",
         "is_public", "is_active", "is_default", "stripe_price_id",
@@ -193,7 +194,7 @@ class PriceRuleForm(forms.ModelForm):
 
 
 @admin.register(PriceRule)
-class PriceRuleAdmin(ImportExportModelAdmin):
+class PriceRuleAdmin(AuditedAdmin, ImportExportModelAdmin):
     form = PriceRuleForm
     resource_classes = [PriceRuleResource]
     formats = [CSV, XLSX]

@@ -9,6 +9,7 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 from apps.pricing.cost_engine import PricingModel
 from apps.pricing.currencies import CURRENCY_CHOICES
@@ -96,6 +97,9 @@ class Product(models.Model):
     stripe_price_id = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
+    # Who changed what, when (staff, pages, Stripe): the admin's history view.
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ["service_type", "code"]
 
@@ -146,6 +150,9 @@ class Plan(models.Model):
     stripe_price_id = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
+    # Who changed what, when (staff, pages, Stripe): the admin's history view.
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ["sort_order", "code"]
         constraints = [
@@ -179,6 +186,9 @@ class IncludedQuota(models.Model):
     )
     quantity = models.DecimalField(**QUANTITY, validators=[MinValueValidator(0)])
     period = models.CharField(max_length=8, choices=Period.choices, default=Period.MONTH)
+
+    # Who changed what, when (staff, pages, Stripe): the admin's history view.
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["plan", "service_type", "product"]
@@ -240,6 +250,9 @@ class PriceRule(models.Model):
     effective_to = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
+    # Who changed what, when (staff, pages, Stripe): the admin's history view.
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ["product", "dimension", "plan", "-effective_from"]
         indexes = [models.Index(fields=["product", "plan", "dimension", "effective_from"])]
@@ -286,6 +299,9 @@ class PriceTier(models.Model):
     up_to = models.DecimalField(**QUANTITY, null=True, blank=True)
     unit_price = models.DecimalField(**PRICE, default=Decimal(0))
     flat_fee = models.DecimalField(**PRICE, default=Decimal(0))
+
+    # Who changed what, when (staff, pages, Stripe): the admin's history view.
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["rule", models.F("up_to").asc(nulls_last=True)]

@@ -83,3 +83,16 @@ def test_the_dashboard_is_the_admin_index_and_every_link_opens_its_list(books):
         response = client.get(link.replace("&amp;", "&"))
         assert response.status_code == 200, link
         assert "?e=1" not in response.get("Location", ""), link  # a filter the list refuses
+
+
+def test_the_organization_page_is_a_360_view_and_its_links_open(books):
+    client = member_of(staff.READ_ONLY)
+    page = client.get(f"/admin/customers/organization/{books.pk}/change/").content.decode()
+    for panel in ("Budgets", "Wallet and credits", "Recent billing records", "Recent alerts"):
+        assert panel in page
+    assert "cap" in page and "bill_" in page and "All billing records" in page
+    links = set(re.findall(r'href="(/admin/(?:usage|customers|budgets)/[^"]+)"', page))
+    assert len(links) >= 5
+    for link in links:
+        response = client.get(link.replace("&amp;", "&"))
+        assert response.status_code == 200, link
