@@ -115,3 +115,11 @@ class AlertAdmin(PermissionActions, ReadOnlyAdmin):
             form_class=ReasonForm, title="Resend alerts",
             apply=lambda alert, data, actor: services.resend_alert(alert=alert),
         )  # fmt: skip
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["alert", "channel", "status", "attempts", "sent_at"]
+    list_filter = ["status", "channel__kind"]
+    list_select_related = ["alert__period__budget__organization", "channel"]
+    search_fields = ["=channel__organization__slug", "channel__target"]

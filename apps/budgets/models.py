@@ -15,6 +15,7 @@ from simple_history.models import HistoricalRecords
 
 from apps.customers.models import ApiKey, Organization
 from apps.pricing.models import Product, ServiceType
+from billing_portal.audit import history_user
 
 AMOUNT = {"max_digits": 28, "decimal_places": 12}
 
@@ -62,7 +63,7 @@ class Budget(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     # Who changed what, when (staff, pages, Stripe): the admin's history view.
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     class Meta:
         ordering = ["organization", "name"]

@@ -15,6 +15,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from apps.pricing.currencies import CURRENCY_CHOICES
+from billing_portal.audit import history_user
 from billing_portal.ledger import AppendOnlyModel
 
 
@@ -72,7 +73,7 @@ class Organization(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     # Who changed what, when (staff, pages, Stripe): the admin's history view.
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     class Meta:
         permissions = [
@@ -320,7 +321,7 @@ class CreditGrant(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     # Who changed what, when (staff, pages, Stripe): the admin's history view.
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     class Meta:
         ordering = [models.F("expires_at").asc(nulls_last=True), "id"]

@@ -282,3 +282,31 @@ class PriceRuleAdmin(AuditedAdmin, ImportExportModelAdmin):
             "cost_preview_url": reverse("admin:pricing_pricerule_cost_preview"),
         }
         return super().changelist_view(request, extra_context)
+
+
+@admin.register(IncludedQuota)
+class IncludedQuotaAdmin(AuditedAdmin, CatalogAdmin):
+    """Inclusions are edited on their plan; this list shows them all at once."""
+
+    list_display = ["plan", "product", "service_type", "quantity", "period"]
+    list_filter = ["plan", "period"]
+    list_select_related = ["plan", "product", "service_type"]
+    autocomplete_fields = ["plan", "product", "service_type"]
+
+
+@admin.register(PriceTier)
+class PriceTierAdmin(AuditedAdmin, admin.ModelAdmin):
+    """Tiers belong to their price rule (edited there, never afterwards): read here."""
+
+    list_display = ["rule", "up_to", "unit_price", "flat_fee"]
+    list_select_related = ["rule__product", "rule__plan"]
+    search_fields = ["rule__product__code"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

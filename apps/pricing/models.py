@@ -13,6 +13,7 @@ from simple_history.models import HistoricalRecords
 
 from apps.pricing.cost_engine import PricingModel
 from apps.pricing.currencies import CURRENCY_CHOICES
+from billing_portal.audit import history_user
 
 code_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9._-]*$", "Lower-case letters, digits, dots, dashes and underscores."
@@ -98,7 +99,7 @@ class Product(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     # Who changed what, when (staff, pages, Stripe): the admin's history view.
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     class Meta:
         ordering = ["service_type", "code"]
@@ -151,7 +152,7 @@ class Plan(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     # Who changed what, when (staff, pages, Stripe): the admin's history view.
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     class Meta:
         ordering = ["sort_order", "code"]
@@ -188,7 +189,7 @@ class IncludedQuota(models.Model):
     period = models.CharField(max_length=8, choices=Period.choices, default=Period.MONTH)
 
     # Who changed what, when (staff, pages, Stripe): the admin's history view.
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     class Meta:
         ordering = ["plan", "service_type", "product"]
@@ -251,7 +252,7 @@ class PriceRule(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     # Who changed what, when (staff, pages, Stripe): the admin's history view.
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     class Meta:
         ordering = ["product", "dimension", "plan", "-effective_from"]
@@ -301,7 +302,7 @@ class PriceTier(models.Model):
     flat_fee = models.DecimalField(**PRICE, default=Decimal(0))
 
     # Who changed what, when (staff, pages, Stripe): the admin's history view.
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     class Meta:
         ordering = ["rule", models.F("up_to").asc(nulls_last=True)]

@@ -3,7 +3,14 @@ from django.contrib import admin
 from apps.customers.models import Organization
 from apps.pricing.models import ServiceType
 from apps.usage import services
-from apps.usage.models import BillingEvent, BillingRecord, DailyUsage, UsageCounter, UsageEvent
+from apps.usage.models import (
+    BillingEvent,
+    BillingRecord,
+    DailyUsage,
+    StripeUsageReport,
+    UsageCounter,
+    UsageEvent,
+)
 from billing_portal.admin_actions import (
     EstimatedCountPaginator,
     ReadOnlyAdmin,
@@ -126,3 +133,15 @@ class UsageCounterAdmin(ReadOnlyAdmin):
     list_select_related = ["organization"]
     search_fields = ["=organization__slug", "key"]
     date_hierarchy = "period_start"
+
+
+@admin.register(StripeUsageReport)
+class StripeUsageReportAdmin(ReadOnlyAdmin):
+    """What was sent to Stripe's meters, one row per meter event (append-only)."""
+
+    list_display = ["identifier", "organization", "product", "day", "segment_start", "value",
+                    "reported_at"]  # fmt: skip
+    list_filter = ["event_name"]
+    list_select_related = ["organization", "product"]
+    search_fields = ["=identifier", "=stripe_customer_id", "=organization__slug"]
+    date_hierarchy = "day"
