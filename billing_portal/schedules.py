@@ -80,3 +80,14 @@ def install(job: Job, *, periodic_task_model, crontab_model) -> None:
         name=job.name,
         defaults={"task": job.task, "crontab": crontab, "description": job.description},
     )
+
+
+MONTHLY_CLOSE = Job(
+    name="Close ended billing periods",
+    task="apps.usage.tasks.close_ended_periods",
+    minute="0",
+    hour="4",
+    description="Starts the close of every billing period that ended more than "
+    "STATEMENT_GRACE_HOURS ago (daily, 04:00 UTC); each close resumes where it stopped and "
+    "never runs a step twice.",
+)

@@ -248,6 +248,9 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 # After a payment fails, budgets keep their configured behaviour this long; then every
 # budget of the organisation fails closed until the subscription is paid.
 STRIPE_PAST_DUE_GRACE_DAYS = env.int("STRIPE_PAST_DUE_GRACE_DAYS", default=7)
+# A period is closed this long after it ends; usage of a closed period recorded later is
+# billed as an adjustment on the next statement.
+STATEMENT_GRACE_HOURS = env.int("STATEMENT_GRACE_HOURS", default=48)
 
 # --- Demo ----------------------------------------------------------------------------
 # seed_demo refuses to run where this is off (always off in production).

@@ -210,6 +210,8 @@ class FakeStripe:
                 return self._list("/v1/billing/meters", self._all("billing.meter"), params)
             case ("POST", ["billing", "meter_events"]):
                 return self.create_meter_event(params)
+            case ("POST", ["invoiceitems"]):
+                return self.create_invoice_item(params)
             case ("POST", ["checkout", "sessions"]):
                 return self.create_checkout_session(params)
             case ("GET", ["checkout", "sessions", sid]):
@@ -438,6 +440,31 @@ class FakeStripe:
         self.meter_event_identifiers.add(identifier)
         self.meter_events.append(event)
         return event
+
+    def create_invoice_item(self, params: dict) -> dict:
+        """A pending invoice item: the customer's next invoice bills it."""
+        self.get(params["customer"], "customer")
+        item = {
+            "id": self.new_id("ii"),
+            "object": "invoiceitem",
+            "amount": int(params["amount"]),
+            "currency": params["currency"],
+            "customer": params["customer"],
+            "date": self.now(),
+            "description": params.get("description"),
+            "discountable": True,
+            "invoice": None,
+            "livemode": False,
+            "metadata": params.get("metadata") or {},
+            "period": {"start": self.now(), "end": self.now()},
+            "proration": False,
+            "quantity": 1,
+        }
+        self.objects[item["id"]] = item
+        return item
+
+    def invoice_items(self, customer_id: str) -> list[dict]:
+        return [o for o in self._all("invoiceitem") if o["customer"] == customer_id]
 
     def metered_total(self, event_name: str, customer_id: str) -> int:
         return sum(

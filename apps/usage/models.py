@@ -207,3 +207,95 @@ class StripeUsageReport(AppendOnlyModel):
 
     def __str__(self) -> str:
         return self.identifier
+
+
+class Statement(models.Model):
+    """What an organisation owes for one billing period, line by line: built at the close
+    from its billing records, cross-checked against the daily rollup, final once checked.
+    A final statement is never edited: late usage and refunds land on the next one."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open (being closed)"
+        MISMATCH = "mismatch", "Stopped: records and rollup disagree"
+        FINAL = "final", "Final"
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    currency = models.CharField(max_length=3)
+    plan = models.ForeignKey(
+        "pricing.Plan", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    # Totals, each the sum of its rounded lines; ``unrounded_usage`` is the sum of the
+    # events' own costs, so ``rounding_difference`` shows what rounding per line moved.
+    usage_total = models.DecimalField(**AMOUNT, default=0)
+    unrounded_usage = models.DecimalField(**AMOUNT, default=0)
+    rounding_difference = models.DecimalField(**AMOUNT, default=0)
+    base_fee = models.DecimalField(**AMOUNT, default=0)
+    credits_applied = models.DecimalField(**AMOUNT, default=0)
+    wallet_paid = models.DecimalField(**AMOUNT, default=0)
+    refunds = models.DecimalField(**AMOUNT, default=0)
+    adjustments = models.DecimalField(**AMOUNT, default=0)
+    total_due = models.DecimalField(**AMOUNT, default=0)
+    mismatch = models.JSONField(default=dict, blank=True)
+    # The close's steps, each stamped once it is done (a rerun resumes after the last).
+    frozen_at = models.DateTimeField(null=True, blank=True)
+    built_at = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    pushed_at = models.DateTimeField(null=True, blank=True)
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+    # How the total due reached Stripe: the meters (already reported), one invoice item,
+    # or nothing (no Stripe customer, or nothing to invoice).
+    push_method = models.CharField(max_length=16, blank=True, default="")
+    stripe_invoice_item_id = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-period_start", "organization"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "period_start"], name="statement_once_per_period"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} {self.period_start:%Y-%m-%d} ({self.status})"
+
+
+class StatementLine(AppendOnlyModel):
+    """One line of a statement: usage of a product's dimension, or the base fee, credits,
+    wallet, refunds, an adjustment for late usage of a closed period."""
+
+    class Kind(models.TextChoices):
+        USAGE = "usage", "Usage"
+        BASE_FEE = "base_fee", "Base fee"
+        CREDITS = "credits", "Credits applied"
+        WALLET = "wallet", "Paid from the wallet"
+        REFUND = "refund", "Refunds"
+        ADJUSTMENT = "adjustment", "Adjustment (late usage of a closed period)"
+
+    statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="lines")
+    position = models.PositiveIntegerField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    product = models.ForeignKey(
+        Product, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    dimension = models.CharField(max_length=64, blank=True, default="")
+    description = models.CharField(max_length=255)
+    quantity = models.DecimalField(**QUANTITY, default=0)
+    included_quantity = models.DecimalField(**QUANTITY, default=0)
+    billable_quantity = models.DecimalField(**QUANTITY, default=0)
+    unit_price = models.DecimalField(**AMOUNT, default=0)
+    amount_unrounded = models.DecimalField(**AMOUNT, default=0)
+    amount = models.DecimalField(**AMOUNT, default=0)
+
+    class Meta:
+        ordering = ["statement", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["statement", "position"], name="statement_line_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.statement_id}#{self.position} {self.description}"

@@ -15,3 +15,45 @@ def report_usage_to_stripe() -> dict:
     """Sends Stripe the postpaid usage it has not yet been sent (see ``stripe_usage``)."""
     run = stripe_usage.report_all()
     return {"events": run.events, "units": run.units, "recovered": run.recovered}
+
+
+@shared_task(
+    acks_late=True, autoretry_for=(Exception,), retry_backoff=True, retry_backoff_max=3600,
+    max_retries=8,
+)  # fmt: skip
+def close_statement(organization_id: int, period_start: str, period_end: str) -> dict:
+    """One period's close, resumed from its last finished step (``statements``)."""
+    from datetime import datetime
+
+    from apps.customers.models import Organization
+    from apps.usage import statements
+
+    statement = statements.close_period(
+        organization=Organization.objects.get(pk=organization_id),
+        period_start=datetime.fromisoformat(period_start),
+        period_end=datetime.fromisoformat(period_end),
+    )
+    return {"statement": statement.pk, "status": statement.status}
+
+
+@shared_task(acks_late=True)
+def close_ended_periods() -> int:
+    """celery-beat, daily: starts the close of every period that ended more than the
+    grace window ago and has no final statement (each its own task)."""
+    from apps.usage import statements
+
+    due = statements.periods_due()
+    for organization_id, start, end in due:
+        close_statement.delay(organization_id, start.isoformat(), end.isoformat())
+    return len(due)
+
+
+@shared_task(
+    acks_late=True, autoretry_for=(Exception,), retry_backoff=60, retry_backoff_max=3600,
+    max_retries=6,
+)  # fmt: skip
+def send_statement(statement_id: int) -> None:
+    """The statement to the organisation's billing contact: HTML with a chart, CSV lines."""
+    from apps.usage import statements
+
+    statements.statement_email(statement_id).send()

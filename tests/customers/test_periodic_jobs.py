@@ -38,7 +38,13 @@ def test_the_credit_expiry_task_writes_off_expired_grants_once(organization):
 
 
 @pytest.mark.parametrize(
-    "job", [schedules.STRIPE_USAGE, schedules.STRIPE_RECONCILE, schedules.STRIPE_WEBHOOK_SWEEP]
+    "job",
+    [
+        schedules.STRIPE_USAGE,
+        schedules.STRIPE_RECONCILE,
+        schedules.STRIPE_WEBHOOK_SWEEP,
+        schedules.MONTHLY_CLOSE,
+    ],  # fmt: skip
 )
 def test_the_stripe_jobs_name_tasks_celery_knows(job):
     from billing_portal.celery import app

@@ -1,0 +1,579 @@
+"""Statements and the close of a billing period.
+
+A statement lists what an organisation's usage of one period cost, per product and
+dimension, then the base fee, what credits and the wallet already paid, refunds and the
+adjustments for late usage of earlier, closed periods; the total due is what is left to
+invoice. Each line is rounded to the currency's minor unit once, by the cost engine's one
+rule (``round_money``: half away from zero), and every total is a sum of rounded lines;
+``rounding_difference`` shows what rounding per line moved against the events' own costs.
+
+The close, step by step, each step stamped on the statement when done, so a rerun (or a
+second worker, serialised by the organisation's row lock) resumes after the last:
+
+1. **freeze**: the statement row exists for (organisation, period start); records
+   created after ``frozen_at`` for this period are late and go to the next statement;
+2. **build**: lines from the frozen billing records (their per-dimension breakdown);
+3. **check**: the lines agree exactly with the records' own totals, and the daily rollup
+   agrees exactly with the records for every day the period touches (read in one
+   snapshot); otherwise the statement stops as ``mismatch`` with the differences;
+4. **finalise**: the statement is final and never changes again.
+
+Which records count is what the rollup counts: every record but a postpaid charge voided
+before it was paid.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q, Sum
+from django.utils import timezone
+
+from apps.customers.models import Organization, SubscriptionStatus
+from apps.pricing.cost_engine import CONTEXT, round_money
+from apps.pricing.models import BillingMethod, Product
+from apps.pricing.periods import local_day
+from apps.usage.models import (
+    BillingEvent,
+    BillingRecord,
+    BillingStatus,
+    DailyUsage,
+    Statement,
+    StatementLine,
+)
+from billing_portal.errors import PortalError
+
+logger = logging.getLogger(__name__)
+ZERO = Decimal(0)
+BASE_FEE_STATUSES = {SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE}
+
+
+class PeriodNotEnded(PortalError):
+    code = "period_not_ended"
+    status_code = 409
+    message = "The period has not ended yet; it is closed after its end."
+
+
+class PeriodAlreadyClosed(PortalError):
+    code = "period_already_closed"
+    status_code = 409
+    message = "This period's statement is final; late usage goes to the next statement."
+
+
+# --- which records ----------------------------------------------------------------------
+
+
+def counted(records):
+    """The records the rollup counts: all but postpaid charges voided before being paid."""
+    voided = Q(
+        status=BillingStatus.REFUNDED, billing_method=BillingMethod.PAYMENT_CHARGE
+    ) & ~Exists(
+        BillingEvent.objects.filter(record=OuterRef("pk"), to_status=BillingStatus.COMPLETED)
+    )
+    return records.exclude(voided)
+
+
+def frozen_records(statement: Statement):
+    return counted(
+        BillingRecord.objects.filter(
+            organization_id=statement.organization_id,
+            occurred_at__gte=statement.period_start,
+            occurred_at__lt=statement.period_end,
+            created_at__lte=statement.frozen_at,
+        )
+    )
+
+
+def late_records(statement: Statement, previous: Statement | None):
+    """Usage of earlier, closed periods recorded after their close: created after the
+    previous statement froze (or ever, for a first statement), up to this one's freeze."""
+    records = BillingRecord.objects.filter(
+        organization_id=statement.organization_id,
+        occurred_at__lt=statement.period_start,
+        created_at__lte=statement.frozen_at,
+    )
+    closed = Statement.objects.filter(
+        organization_id=statement.organization_id,
+        status=Statement.Status.FINAL,
+        period_start__lte=OuterRef("occurred_at"),
+        period_end__gt=OuterRef("occurred_at"),
+        frozen_at__lt=OuterRef("created_at"),
+    )
+    records = records.filter(Exists(closed))
+    if previous is not None:
+        records = records.filter(created_at__gt=previous.frozen_at)
+    return counted(records)
+
+
+# --- building the lines ---------------------------------------------------------------------
+
+
+@dataclass
+class _Sum:
+    quantity: Decimal = ZERO
+    included: Decimal = ZERO
+    billable: Decimal = ZERO
+    amount: Decimal = ZERO
+
+
+def usage_by_dimension(records) -> dict[tuple[int, str], _Sum]:
+    """Quantities and full-precision amounts per (product, dimension), from the records'
+    breakdowns: set-based on PostgreSQL, streamed elsewhere."""
+    sums: dict[tuple[int, str], _Sum] = defaultdict(_Sum)
+    if connection.vendor == "postgresql":
+        sql, params = records.values("product_id", "breakdown").query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""SELECT r.product_id, line->>'dimension',
+                       sum((line->>'quantity')::numeric),
+                       sum((line->>'included_quantity')::numeric),
+                       sum((line->>'billable_quantity')::numeric),
+                       sum((line->>'amount')::numeric)
+                    FROM ({sql}) r, jsonb_array_elements(r.breakdown) line
+                    GROUP BY 1, 2""",
+                params,
+            )
+            for product_id, dimension, quantity, included, billable, amount in cursor:
+                sums[(product_id, dimension)] = _Sum(quantity, included, billable, amount)
+        return dict(sums)
+    for product_id, breakdown in records.values_list("product_id", "breakdown").iterator(2000):
+        for line in breakdown:
+            entry = sums[(product_id, line["dimension"])]
+            entry.quantity += Decimal(line["quantity"])
+            entry.included += Decimal(line["included_quantity"])
+            entry.billable += Decimal(line["billable_quantity"])
+            entry.amount += Decimal(line["amount"])
+    return dict(sums)
+
+
+@dataclass
+class Draft:
+    lines: list[dict] = field(default_factory=list)
+
+    def add(self, kind: str, description: str, unrounded: Decimal, currency: str, **extra):
+        self.lines.append({
+            "kind": kind, "description": description, "amount_unrounded": unrounded,
+            "amount": round_money(unrounded, currency), **extra,
+        })  # fmt: skip
+
+
+def draft(statement: Statement, previous: Statement | None) -> Draft:
+    """The statement's lines, from its frozen records (and the late ones of closed
+    periods), each rounded once."""
+    currency = statement.currency
+    records = frozen_records(statement)
+    products = {p.pk: p for p in Product.objects.all()}
+    result = Draft()
+    K = StatementLine.Kind
+    usage = usage_by_dimension(records)
+    for (product_id, dimension), s in sorted(
+        usage.items(), key=lambda item: (products[item[0][0]].code, item[0][1])
+    ):
+        product = products[product_id]
+        unit_price = CONTEXT.divide(s.amount, s.billable) if s.billable else ZERO
+        label = product.name if dimension == "units" else f"{product.name}: {dimension}"
+        result.add(K.USAGE, label, s.amount, currency, product=product, dimension=dimension,
+                   quantity=s.quantity, included_quantity=s.included, billable_quantity=s.billable,
+                   unit_price=unit_price.normalize(CONTEXT))  # fmt: skip
+    plan = statement.plan
+    organization = statement.organization
+    if plan is not None and plan.base_fee and organization.subscription_status in BASE_FEE_STATUSES:
+        result.add(K.BASE_FEE, f"{plan.name} plan", plan.base_fee, currency)
+    by_method = {
+        (row["billing_method"], row["status"] == BillingStatus.REFUNDED): row["total"]
+        for row in records.values("billing_method", "status")
+        .annotate(total=Sum("total_amount"))
+        .order_by()
+    }
+    paid_by = defaultdict(lambda: ZERO)
+    for (method, refunded), total in by_method.items():
+        paid_by[(method, refunded)] += total or ZERO
+    refunded = sum((v for (m, r), v in paid_by.items() if r), ZERO)
+    if refunded:
+        result.add(K.REFUND, "Refunded usage", -refunded, currency)
+    credits = paid_by[(BillingMethod.CREDIT_CONSUMPTION, False)]
+    if credits:
+        result.add(K.CREDITS, "Paid with credits", -credits, currency)
+    wallet = paid_by[(BillingMethod.WALLET_DEDUCTION, False)]
+    if wallet:
+        result.add(K.WALLET, "Paid from the prepaid wallet", -wallet, currency)
+    late = late_records(statement, previous)
+    for row in late.values("product_id").annotate(total=Sum("total_amount")).order_by("product_id"):
+        product = products[row["product_id"]]
+        result.add(K.ADJUSTMENT, f"{product.name}: late usage of a closed period",
+                   row["total"] or ZERO, currency, product=product)  # fmt: skip
+    late_prepaid = (
+        late.filter(
+            billing_method__in=[BillingMethod.CREDIT_CONSUMPTION, BillingMethod.WALLET_DEDUCTION]
+        )
+        .exclude(status=BillingStatus.REFUNDED)
+        .aggregate(total=Sum("total_amount"))["total"]
+    )
+    if late_prepaid:
+        result.add(K.ADJUSTMENT, "Late usage already paid from credits or the wallet",
+                   -late_prepaid, currency)  # fmt: skip
+    return result
+
+
+# --- the cross-check ------------------------------------------------------------------------
+
+
+def cross_check(statement: Statement) -> dict:
+    """Differences between the lines and the records, and between the rollup and the
+    records for every day the period touches; empty when they agree exactly."""
+    problems: dict = {}
+    records = frozen_records(statement)
+    from_records = records.aggregate(total=Sum("total_amount"))["total"] or ZERO
+    from_lines = (
+        statement.lines.filter(kind=StatementLine.Kind.USAGE).aggregate(
+            total=Sum("amount_unrounded")
+        )["total"]
+        or ZERO
+    )
+    if from_lines != from_records:
+        problems["lines"] = {"lines": str(from_lines), "records": str(from_records)}
+    tz = statement.organization.tz
+    first = local_day(statement.period_start, tz)
+    last = local_day(statement.period_end - timedelta(microseconds=1), tz)
+    rollup = {
+        (row["day"], row["product_id"]): row["cost"]
+        for row in DailyUsage.objects.filter(
+            organization_id=statement.organization_id, day__gte=first, day__lte=last
+        )
+        .values("day", "product_id")
+        .annotate(cost=Sum("cost"))
+        .order_by()
+    }
+    start = datetime.combine(first, datetime.min.time(), tzinfo=tz)
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+    raw: dict = defaultdict(lambda: ZERO)
+    for occurred_at, product_id, total in (
+        counted(
+            BillingRecord.objects.filter(
+                organization_id=statement.organization_id,
+                occurred_at__gte=start,
+                occurred_at__lt=end,
+            )
+        )
+        .values_list("occurred_at", "product_id", "total_amount")
+        .iterator(5000)
+    ):
+        raw[(local_day(occurred_at, tz), product_id)] += total
+    days = {
+        f"{day}/{product_id}": {"rollup": str(rollup.get((day, product_id), ZERO)),
+                                "records": str(raw.get((day, product_id), ZERO))}
+        for day, product_id in sorted({*rollup, *raw})
+        if rollup.get((day, product_id), ZERO) != raw.get((day, product_id), ZERO)
+    }  # fmt: skip
+    if days:
+        problems["rollup"] = days
+    return problems
+
+
+# --- the close ------------------------------------------------------------------------------
+
+STEPS = ["freeze", "build", "check", "push", "finalize", "notify"]
+STAMPS = {"freeze": "frozen_at", "build": "built_at", "check": "checked_at",
+          "push": "pushed_at", "finalize": "finalized_at", "notify": "notified_at"}  # fmt: skip
+
+
+def close_period(*, organization: Organization, period_start: datetime, period_end: datetime,
+                 now: datetime | None = None, until: str | None = None) -> Statement:  # fmt: skip
+    """Closes one period of one organisation: each step not yet stamped runs, under the
+    organisation's lock, and is stamped in the same transaction, so a rerun (or a second
+    worker) resumes after the last step done and never does one twice. ``until`` stops
+    after that step (how a crash between two steps is reproduced). Returns the statement:
+    final, or stopped as ``mismatch``. Raises PeriodNotEnded."""
+    now = now or timezone.now()
+    if period_end > now:
+        raise PeriodNotEnded(details={"period_end": period_end.isoformat()})
+    statement = _open(organization, period_start, period_end)
+    for step in STEPS:
+        statement = _run_step(statement.pk, step, now)
+        if statement.status == Statement.Status.MISMATCH or step == until:
+            break
+    return statement
+
+
+def _open(organization, period_start, period_end) -> Statement:
+    from apps.customers.billing import lock_organization
+
+    with transaction.atomic():
+        organization = lock_organization(organization.pk)
+        statement, _ = Statement.objects.get_or_create(
+            organization=organization,
+            period_start=period_start,
+            defaults={"period_end": period_end, "currency": organization.currency,
+                      "plan": organization.plan},
+        )  # fmt: skip
+    return statement
+
+
+def _run_step(statement_id: int, step: str, now: datetime) -> Statement:
+    from apps.customers.billing import lock_organization
+
+    if step == "check":
+        return _check(statement_id, now)
+    with transaction.atomic():
+        statement = Statement.objects.select_related("organization", "plan").get(pk=statement_id)
+        lock_organization(statement.organization_id)
+        statement.refresh_from_db()
+        if (
+            getattr(statement, STAMPS[step]) is not None
+            or statement.status == Statement.Status.MISMATCH
+        ):
+            return statement
+        if step == "freeze":
+            statement.frozen_at = now
+        elif step == "build":
+            _build(statement)
+        elif step == "push":
+            _push(statement)
+        elif step == "finalize":
+            statement.status = Statement.Status.FINAL
+        elif step == "notify":
+            transaction.on_commit(lambda: _notify_soon(statement.pk))
+        setattr(statement, STAMPS[step], getattr(statement, STAMPS[step]) or now)
+        statement.save()
+    return statement
+
+
+def _check(statement_id: int, now: datetime) -> Statement:
+    from apps.customers.billing import lock_organization
+
+    statement = Statement.objects.select_related("organization").get(pk=statement_id)
+    if statement.checked_at is not None or statement.status == Statement.Status.FINAL:
+        return statement
+    snapshot = connection.vendor == "postgresql" and not connection.in_atomic_block
+    with transaction.atomic():
+        if snapshot:
+            # The rollup and the records read in one snapshot: an event recorded meanwhile
+            # is on both sides or on neither. (Inside a caller's transaction, its own.)
+            connection.cursor().execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        problems = cross_check(statement)
+    with transaction.atomic():
+        lock_organization(statement.organization_id)
+        statement.refresh_from_db()
+        if statement.checked_at is not None:
+            return statement
+        if problems:
+            statement.status, statement.mismatch = Statement.Status.MISMATCH, problems
+            statement.save(update_fields=["status", "mismatch"])
+            logger.error("Close of statement %s stopped: %s", statement.pk, problems)
+            transaction.on_commit(lambda: _alert_finance(statement.pk))
+            return statement
+        statement.checked_at, statement.mismatch = now, {}
+        statement.save(update_fields=["checked_at", "mismatch"])
+    return statement
+
+
+def rerun(statement: Statement, *, now: datetime | None = None) -> Statement:
+    """A stopped close, run again (after the records or the rollup were put right)."""
+    with transaction.atomic():
+        Statement.objects.filter(pk=statement.pk, status=Statement.Status.MISMATCH).update(
+            status=Statement.Status.OPEN
+        )
+    return close_period(organization=statement.organization, period_start=statement.period_start,
+                        period_end=statement.period_end, now=now)  # fmt: skip
+
+
+def _build(statement: Statement) -> None:
+    previous = (
+        Statement.objects.filter(
+            organization_id=statement.organization_id,
+            status=Statement.Status.FINAL,
+            period_start__lt=statement.period_start,
+        )
+        .order_by("-period_start")
+        .first()
+    )
+    lines = draft(statement, previous).lines
+    StatementLine.objects.bulk_create(
+        [StatementLine(statement=statement, position=i, **line) for i, line in enumerate(lines)]
+    )
+    K = StatementLine.Kind
+
+    def total(*kinds) -> Decimal:
+        return sum((line["amount"] for line in lines if line["kind"] in kinds), ZERO)
+
+    statement.usage_total = total(K.USAGE)
+    statement.unrounded_usage = sum(
+        (line["amount_unrounded"] for line in lines if line["kind"] == K.USAGE), ZERO
+    )
+    statement.rounding_difference = statement.unrounded_usage - statement.usage_total
+    statement.base_fee = total(K.BASE_FEE)
+    statement.credits_applied = -total(K.CREDITS)
+    statement.wallet_paid = -total(K.WALLET)
+    statement.refunds = -total(K.REFUND)
+    statement.adjustments = total(K.ADJUSTMENT)
+    statement.total_due = sum((line["amount"] for line in lines), ZERO)
+
+
+def _push(statement: Statement) -> None:
+    """The postpaid part reaches Stripe one way, never two: where the subscription carries
+    metered prices, the meters already have the usage (``stripe_usage``, made sure of here);
+    otherwise one invoice item for the usage charges and adjustments, created with the
+    statement as its idempotency key (a retry is answered with the first item)."""
+    import stripe
+
+    from apps.customers import billing
+    from apps.usage import stripe_usage
+
+    if not billing.enabled():
+        statement.push_method = "none"
+        return
+    customer = billing.customer_of(statement.organization)
+    if customer is None:
+        statement.push_method = "none"
+        return
+    subscription = billing.current_subscription(statement.organization)
+    metered = set(billing.metered_price_ids(statement.currency))
+    items = billing._items(subscription.stripe_data) if subscription else []
+    if metered & {item["price"]["id"] for item in items}:
+        products = {p.pk: p for p in Product.objects.exclude(stripe_meter_event_name="")}
+        run = stripe_usage.RunReport()
+        stripe_usage.report_organization(
+            statement.organization_id, customer.id, products, now=timezone.now(), run=run
+        )
+        statement.push_method = "meters"
+        return
+    K = StatementLine.Kind
+    due = sum(
+        (line.amount for line in statement.lines.filter(kind__in=[K.USAGE, K.ADJUSTMENT,
+                                                                   K.CREDITS, K.WALLET, K.REFUND])),
+        ZERO,
+    )  # fmt: skip
+    if due <= 0:
+        statement.push_method = "none"
+        return
+    from apps.pricing.cost_engine import to_minor_units
+
+    item = stripe.InvoiceItem.create(
+        api_key=billing.api_key(),
+        customer=customer.id,
+        amount=to_minor_units(due, statement.currency),
+        currency=statement.currency.lower(),
+        description=f"Usage {statement.period_start:%Y-%m-%d} to {statement.period_end:%Y-%m-%d}",
+        metadata={"statement": str(statement.pk), "organization_id": statement.organization.slug},
+        idempotency_key=f"bp-statement-{statement.pk}",
+    )
+    statement.push_method, statement.stripe_invoice_item_id = "invoice_item", item["id"]
+
+
+def _notify_soon(statement_id: int) -> None:
+    from apps.usage.tasks import send_statement
+
+    try:
+        send_statement.delay(statement_id)
+    except Exception:  # run in-process (eager): the email is retried by the task's rules
+        logger.warning("Statement %s email failed; it is retried", statement_id)
+
+
+def _alert_finance(statement_id: int) -> None:
+    from django.conf import settings
+    from django.core.mail import mail_admins
+
+    statement = Statement.objects.select_related("organization").get(pk=statement_id)
+    try:
+        mail_admins(
+            f"Close stopped: {statement.organization.name} {statement.period_start:%Y-%m}",
+            "The statement's records and the rollup disagree; nothing was sent to the "
+            f"customer or to Stripe.\n\n{statement.mismatch}\n\n"
+            f"Admin: statement {statement.pk}, action 'Re-run the close'.",
+            fail_silently=not settings.DEBUG,
+        )
+    except Exception:  # noqa: BLE001 - the statement's status says it anyway
+        logger.exception("Could not email finance about statement %s", statement_id)
+
+
+# --- what is due, and the email ---------------------------------------------------------------
+
+
+def periods_due(now: datetime | None = None) -> list[tuple[int, datetime, datetime]]:
+    """(organisation, start, end) of each last billing period that ended more than
+    ``STATEMENT_GRACE_HOURS`` ago without a final statement: the calendar month in the
+    organisation's time zone (a subscription's own period when it has one)."""
+    from django.conf import settings
+
+    from apps.customers import billing
+    from apps.pricing.periods import period_bounds
+
+    now = now or timezone.now()
+    grace = timedelta(hours=settings.STATEMENT_GRACE_HOURS)
+    due = []
+    for organization in Organization.objects.filter(status=Organization.Status.ACTIVE):
+        start, _ = billing.billing_period(organization, now - grace)
+        previous_start, previous_end = billing.billing_period(
+            organization, start - timedelta(microseconds=1)
+        )
+        if previous_end > now - grace:
+            continue
+        if previous_end != start:  # a subscription period that did not end where asked
+            previous_start, previous_end = period_bounds(
+                start - timedelta(microseconds=1), "month", organization.tz
+            )
+        final = Statement.objects.filter(
+            organization=organization, period_start=previous_start, status=Statement.Status.FINAL
+        ).exists()
+        if not final:
+            due.append((organization.pk, previous_start, previous_end))
+    return due
+
+
+def statement_email(statement_id: int):
+    """The statement as an email to the billing contact: an HTML summary with a chart of
+    usage by product (inline SVG), the lines as a CSV attachment."""
+    import csv
+    import io
+
+    from django.conf import settings
+    from django.core.mail import EmailMultiAlternatives
+    from django.template.loader import render_to_string
+
+    from apps.customers.templatetags.billing import money
+    from billing_portal import charts
+
+    statement = Statement.objects.select_related("organization", "plan").get(pk=statement_id)
+    lines = list(statement.lines.select_related("product"))
+    usage = [line for line in lines if line.kind == StatementLine.Kind.USAGE and line.amount]
+    by_product: dict = defaultdict(lambda: ZERO)
+    for line in usage:
+        by_product[line.product.name] += line.amount
+    chart = charts.horizontal_bars(
+        sorted(by_product.items(), key=lambda item: -item[1]),
+        fmt=lambda value: money(value, statement.currency),
+        label="Usage by product",
+    )
+    tz = statement.organization.tz
+    first = local_day(statement.period_start, tz)
+    last = local_day(statement.period_end - timedelta(microseconds=1), tz)
+    period = f"{first:%b %-d, %Y} – {last:%b %-d, %Y}"
+    context = {"statement": statement, "lines": lines, "chart": chart, "period": period}
+    text = render_to_string("billing/email/statement.txt", context)
+    html = render_to_string("billing/email/statement.html", context)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["position", "kind", "description", "product_id", "dimension", "quantity",
+                     "included_quantity", "billable_quantity", "unit_price", "amount_unrounded",
+                     "amount", "currency"])  # fmt: skip
+    for line in lines:
+        writer.writerow([line.position, line.kind, line.description,
+                         line.product.code if line.product else "", line.dimension,
+                         line.quantity, line.included_quantity, line.billable_quantity,
+                         line.unit_price, line.amount_unrounded, line.amount,
+                         statement.currency])  # fmt: skip
+    message = EmailMultiAlternatives(
+        subject=f"Your statement for {period}: {money(statement.total_due, statement.currency)}",
+        body=text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[statement.organization.billing_email],
+    )
+    message.attach_alternative(html, "text/html")
+    name = f"statement-{statement.organization.slug}-{statement.period_start:%Y-%m-%d}.csv"
+    message.attach(name, buffer.getvalue(), "text/csv")
+    return message

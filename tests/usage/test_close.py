@@ -1,0 +1,120 @@
+"""The close workflow: resumed after a crash at any step, run twice at once on PostgreSQL,
+it makes one statement and pushes to Stripe once; the statement email."""
+
+import threading
+from datetime import timedelta
+from decimal import Decimal as D
+
+import pytest
+from django.core import mail
+from django.db import connection
+from django.utils import timezone
+
+from apps.customers import billing
+from apps.pricing.periods import MONTH, period_bounds
+from apps.usage import statements
+from apps.usage.models import Statement, StatementLine
+from tests.customers.factories import OrganizationFactory
+from tests.usage.test_statements import record
+
+
+@pytest.fixture
+def stripe_org(fake_stripe, plan, calls):
+    """An organisation with a Stripe customer and no metered subscription: its usage
+    charges go to Stripe as one invoice item per statement."""
+    organization = OrganizationFactory(plan=plan)
+    billing.ensure_customer(organization)
+    for _ in range(3):
+        record(organization, "calls", units=D(250))  # 3 x $2.50 postpaid
+    return organization
+
+
+def bounds(organization):
+    start, end = period_bounds(timezone.now(), MONTH, organization.tz)
+    return {"organization": organization, "period_start": start, "period_end": end,
+            "now": end + timedelta(hours=1)}  # fmt: skip
+
+
+def pushed(fake_stripe, organization) -> list[dict]:
+    return fake_stripe.invoice_items(billing.customer_of(organization).id)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("crash_after", statements.STEPS[:-1])
+def test_a_close_that_stopped_after_any_step_resumes_and_does_nothing_twice(
+    stripe_org, fake_stripe, crash_after, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        stopped = statements.close_period(**bounds(stripe_org), until=crash_after)
+        assert stopped.status == (Statement.Status.FINAL if crash_after in ("finalize",)
+                                  else Statement.Status.OPEN)  # fmt: skip
+        final = statements.close_period(**bounds(stripe_org))
+        again = statements.close_period(**bounds(stripe_org))
+
+    assert final.status == again.status == Statement.Status.FINAL
+    assert Statement.objects.count() == 1
+    (item,) = pushed(fake_stripe, stripe_org)
+    assert item["amount"] == 750 and item["metadata"]["statement"] == str(final.pk)
+    assert final.push_method == "invoice_item" and final.stripe_invoice_item_id == item["id"]
+    assert StatementLine.objects.filter(statement=final).count() == len(
+        {(line.kind, line.description) for line in final.lines.all()}
+    )  # no line written twice
+    assert [m.to for m in mail.outbox] == [[stripe_org.billing_email]]  # notified once
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+def test_two_workers_closing_at_once_make_one_statement_and_one_push(stripe_org, fake_stripe):
+    errors = []
+    barrier = threading.Barrier(2)
+
+    def worker():
+        try:
+            barrier.wait(timeout=10)
+            statements.close_period(**bounds(stripe_org))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    statement = Statement.objects.get()
+    assert statement.status == Statement.Status.FINAL
+    assert len(pushed(fake_stripe, stripe_org)) == 1
+    assert statement.lines.count() == len(set(statement.lines.values_list("description", "kind")))
+
+
+@pytest.mark.django_db
+def test_the_statement_email_has_a_chart_and_the_lines_as_csv(
+    stripe_org, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        statement = statements.close_period(**bounds(stripe_org))
+    (message,) = mail.outbox
+    assert "$7.50" in message.subject
+    html = message.alternatives[0][0]
+    assert "<svg" in html and "Total due" in html
+    (name, content, mimetype) = message.attachments[0]
+    assert mimetype == "text/csv" and name.endswith(".csv")
+    rows = content.strip().splitlines()
+    assert rows[0].startswith("position,kind,description")
+    assert len(rows) == 1 + statement.lines.count()
+
+
+@pytest.mark.django_db
+def test_periods_due_are_the_ended_ones_without_a_final_statement(plan, settings):
+    settings.STATEMENT_GRACE_HOURS = 48
+    organization = OrganizationFactory(plan=plan)
+    now = timezone.now()
+    due = [d for d in statements.periods_due(now) if d[0] == organization.pk]
+    (org_id, start, end) = due[0]
+    assert end <= now - timedelta(hours=48) and start < end
+    assert end == period_bounds(end - timedelta(days=1), MONTH, organization.tz)[1]
+    statements.close_period(organization=organization, period_start=start, period_end=end)
+    assert not [d for d in statements.periods_due(now) if d[0] == organization.pk]
