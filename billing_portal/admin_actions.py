@@ -87,7 +87,7 @@ def confirm_and_apply(
                 if name != "reason" and value not in (None, "")
             )  # fmt: skip
             for obj in queryset:
-                obj._change_reason = f"{title}: {form.cleaned_data['reason']}"[:100]
+                obj._change_reason = f"{title}: {form.cleaned_data['reason']}"
                 try:
                     apply(obj, form.cleaned_data, actor)
                     done += 1
@@ -139,11 +139,12 @@ def _number(text: str) -> bool:
     return True
 
 
-@admin.action(description="Export the selection as CSV")
+@admin.action(description="Export the selection as CSV", permissions=["view"])
 def export_as_csv(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet):
     """Every concrete field of the selected rows, streamed in chunks: a selection of a
     million rows never sits in memory. (Select all, then this action, exports the whole
-    filtered list.)"""
+    filtered list.) Offered on the lists of records, ledgers, budgets and organisations,
+    not where a row holds a secret (API keys, alert targets, Stripe's keys)."""
     import csv
 
     from django.http import StreamingHttpResponse

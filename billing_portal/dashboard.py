@@ -80,6 +80,8 @@ def subscriptions_by_plan() -> list[dict]:
             "trialing": row["trialing"],
             "mrr": fee * row["paying"],
             "url": changelist("customers.organization", plan__id__exact=row["plan_id"]),
+            "paying_url": changelist("customers.organization", plan__id__exact=row["plan_id"],
+                                     subscription_status__in="active,past_due"),
         })  # fmt: skip
     return result
 
@@ -109,9 +111,9 @@ def dashboard(now=None) -> dict:
 
     by_service = list(
         DailyUsage.objects.filter(day__gte=first, day__lte=today)
-        .values("service_type")
+        .values("service_type", currency=F("organization__currency"))
         .annotate(total=Sum("cost"))
-        .order_by("-total")
+        .order_by("currency", "-total")
     )
     top = list(
         DailyUsage.objects.filter(day__gte=first, day__lte=today)
@@ -137,9 +139,16 @@ def dashboard(now=None) -> dict:
         .select_related("budget__organization")
         .order_by("-share")[:20]
     )
-    failed = BillingRecord.objects.filter(status=BillingStatus.FAILED).aggregate(
-        count=Count("pk"), total=Sum("total_amount")
+    failed_rows = list(
+        BillingRecord.objects.filter(status=BillingStatus.FAILED)
+        .values("currency")
+        .annotate(count=Count("pk"), total=Sum("total_amount"))
+        .order_by("currency")
     )
+    failed = {
+        "count": sum(row["count"] for row in failed_rows),
+        "totals": _by_currency(failed_rows),
+    }
     past_due = Organization.objects.filter(subscription_status=SubscriptionStatus.PAST_DUE).count()
     wallets = _by_currency(
         Wallet.objects.filter(balance__gt=0).values("currency").annotate(total=Sum("balance"))
@@ -153,7 +162,12 @@ def dashboard(now=None) -> dict:
     liabilities = {c: wallets.get(c, ZERO) + credits.get(c, ZERO) for c in {*wallets, *credits}}
 
     day_filter = {"day__gte": first.isoformat(), "day__lte": today.isoformat()}
-    chart_rows = [(row["service_type"], row["total"] or ZERO) for row in by_service]
+    currencies = {row["currency"] for row in by_service}
+
+    def label(row) -> str:
+        return row["service_type"] + ("" if len(currencies) == 1 else f" ({row['currency']})")
+
+    chart_rows = [(label(row), row["total"] or ZERO) for row in by_service]
     return {
         "plans": plans,
         "mrr": mrr,
@@ -181,7 +195,8 @@ def dashboard(now=None) -> dict:
         ),
         "top": top,
         "at_risk": at_risk,
-        "at_risk_url": changelist("budgets.budgetperiod"),
+        "at_risk_url": changelist("budgets.budgetperiod", ends_at__gt=now.isoformat()),
+        "mrr_url": changelist("customers.organization", subscription_status__in="active,past_due"),
         "failed": failed,
         "failed_url": changelist("usage.billingrecord", status__exact=BillingStatus.FAILED),
         "past_due": past_due,
@@ -192,5 +207,5 @@ def dashboard(now=None) -> dict:
         "credits": credits,
         "liabilities": dict(sorted(liabilities.items())),
         "wallets_url": changelist("customers.wallet", balance__gt="0"),
-        "credits_url": changelist("customers.creditgrant"),
+        "credits_url": changelist("customers.creditgrant", remaining__gt="0"),
     }

@@ -154,6 +154,10 @@ AUTH_PASSWORD_VALIDATORS = [
 # The audit history records changes; prices are versioned and plans follow Stripe, so it is
 # never used to put an old version back.
 SIMPLE_HISTORY_REVERT_DISABLED = True
+SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True
+# Importing price rules needs the right to add them; exporting, to read them.
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "billing:overview"

@@ -6,9 +6,6 @@ from rest_framework.permissions import AllowAny
 
 from apps.customers.webhooks import WebhookView
 from billing_portal import views
-from billing_portal.admin_actions import export_as_csv
-
-admin.site.add_action(export_as_csv)
 
 api_v1 = [
     path("info", views.InfoApi.as_view(), name="info"),

@@ -7,6 +7,7 @@ from billing_portal.admin_actions import (
     ReadOnlyAdmin,
     ReasonForm,
     confirm_and_apply,
+    export_as_csv,
 )
 
 
@@ -32,6 +33,7 @@ class BudgetPeriodInline(admin.TabularInline):
 
 @admin.register(Budget)
 class BudgetAdmin(AuditedAdmin):
+    actions = [export_as_csv]
     list_display = ["name", "organization", "scope", "period", "limit", "currency", "is_hard",
                     "is_active"]  # fmt: skip
     list_filter = ["scope", "period", "is_hard", "is_active"]
@@ -49,7 +51,7 @@ class BudgetPeriodAdmin(PermissionActions, ReadOnlyAdmin):
     list_filter = ["budget__period", "budget__is_hard"]
     search_fields = ["budget__name", "budget__organization__slug"]
     date_hierarchy = "starts_at"
-    actions = ["reset"]
+    actions = [export_as_csv, "reset"]
 
     @admin.display(ordering="budget__organization__name")
     def organization(self, obj):
@@ -103,7 +105,7 @@ class AlertAdmin(PermissionActions, ReadOnlyAdmin):
     search_fields = ["period__budget__name", "period__budget__organization__slug"]
     date_hierarchy = "created_at"
     inlines = [AlertDeliveryInline]
-    actions = ["resend"]
+    actions = [export_as_csv, "resend"]
 
     def has_resend_permission(self, request) -> bool:
         return self._has(request, "resend")

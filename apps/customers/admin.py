@@ -26,6 +26,7 @@ from billing_portal.admin_actions import (
     ReadOnlyAdmin,
     ReasonForm,
     confirm_and_apply,
+    export_as_csv,
 )
 
 
@@ -35,6 +36,9 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
     fields = ["user", "role", "created_at"]
     readonly_fields = ["created_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user")
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -195,11 +199,18 @@ class OrganizationAdmin(AuditedAdmin):
         admin and the object in Stripe's dashboard."""
         if obj.pk is None:
             return "-"
-        customers = list(djstripe.Customer.objects.filter(subscriber=obj))
-        subscriptions = djstripe.Subscription.objects.filter(customer__in=customers).order_by(
-            "-created"
+        owner = "djstripe_owner_account"
+        customers = list(djstripe.Customer.objects.filter(subscriber=obj).select_related(owner))
+        subscriptions = (
+            djstripe.Subscription.objects.filter(customer__in=customers)
+            .select_related(owner)
+            .order_by("-created")
         )
-        invoices = djstripe.Invoice.objects.filter(customer__in=customers).order_by("-created")
+        invoices = (
+            djstripe.Invoice.objects.filter(customer__in=customers)
+            .select_related(owner)
+            .order_by("-created")
+        )
         rows = [
             (label, reverse(f"admin:djstripe_{kind}_change", args=[item.pk]), item,
              item.get_stripe_dashboard_url(), extra)
@@ -226,9 +237,11 @@ class OrganizationAdmin(AuditedAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
-        return fields + ["currency"] if obj is not None else fields
+        # On an existing organisation the currency is its wallet's, and suspension goes
+        # through the actions, which ask for a reason.
+        return fields + ["currency", "status"] if obj is not None else fields
 
-    actions = ["suspend", "reactivate", "resync"]
+    actions = [export_as_csv, "suspend", "reactivate", "resync"]
 
     def has_suspend_permission(self, request) -> bool:
         return request.user.has_perm("customers.suspend_organization")
@@ -404,7 +417,7 @@ class WalletAdmin(admin.ModelAdmin):
     list_select_related = ["organization"]
     search_fields = ["organization__name", "organization__slug"]
     readonly_fields = ["organization", "currency", "balance", "updated_at"]
-    actions = ["top_up", "grant_credits"]
+    actions = [export_as_csv, "top_up", "grant_credits"]
 
     def save_model(self, request, obj, form, change):
         # Only what the form edits: a full save would write back the balance as it was
@@ -448,6 +461,7 @@ class WalletAdmin(admin.ModelAdmin):
 
 @admin.register(WalletEntry)
 class WalletEntryAdmin(ReadOnlyAdmin):
+    actions = [export_as_csv]
     list_display = ["created_at", "wallet", "kind", "amount", "balance_after", "reference",
                     "actor", "reason"]  # fmt: skip
     list_filter = ["kind"]
@@ -469,6 +483,7 @@ class CreditEntryInline(admin.TabularInline):
 
 @admin.register(CreditGrant)
 class CreditGrantAdmin(AuditedAdmin, ReadOnlyAdmin):
+    actions = [export_as_csv]
     list_display = ["organization", "amount", "remaining", "currency", "expires_at", "reason",
                     "granted_by", "created_at"]  # fmt: skip
     list_filter = ["currency"]
@@ -480,6 +495,7 @@ class CreditGrantAdmin(AuditedAdmin, ReadOnlyAdmin):
 
 @admin.register(CreditEntry)
 class CreditEntryAdmin(ReadOnlyAdmin):
+    actions = [export_as_csv]
     list_display = ["created_at", "grant", "kind", "amount", "reference", "actor"]
     list_filter = ["kind"]
     list_select_related = ["grant__organization"]

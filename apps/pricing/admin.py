@@ -145,14 +145,15 @@ class PriceTierInline(admin.TabularInline):
     extra = 0
     fields = ["up_to", "unit_price", "flat_fee"]
 
+    # Tiers change only on a scheduled version, and only for who may change prices.
     def has_change_permission(self, request, obj=None):
-        return obj is None or _is_scheduled(obj)
+        return super().has_change_permission(request, obj) and (obj is None or _is_scheduled(obj))
 
     def has_add_permission(self, request, obj=None):
-        return obj is None or _is_scheduled(obj)
+        return super().has_add_permission(request, obj) and (obj is None or _is_scheduled(obj))
 
     def has_delete_permission(self, request, obj=None):
-        return obj is None or _is_scheduled(obj)
+        return super().has_delete_permission(request, obj) and (obj is None or _is_scheduled(obj))
 
 
 def _is_scheduled(rule: PriceRule) -> bool:

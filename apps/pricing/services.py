@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from simple_history.utils import bulk_create_with_history
 
 from apps.pricing import cost_engine as engine
 from apps.pricing.errors import PriceVersionOverlap
@@ -154,10 +155,11 @@ def create_price_version(
         effective_from=effective_from,
         effective_to=effective_to,
     )
-    PriceTier.objects.bulk_create(
-        PriceTier(rule=rule, up_to=t.up_to, unit_price=t.unit_price, flat_fee=t.flat_fee)
-        for t in tiers
-    )
+    bulk_create_with_history(
+        [PriceTier(rule=rule, up_to=t.up_to, unit_price=t.unit_price, flat_fee=t.flat_fee)
+         for t in tiers],
+        PriceTier,
+    )  # fmt: skip
     invalidate_pricing_cache()
     return rule
 
@@ -255,11 +257,13 @@ def save_price_version(*, rule: PriceRule, tiers: Sequence[TierSpec] | None = No
     )
     rule.save()
     if tiers is not None:
-        rule.tiers.all().delete()
-        PriceTier.objects.bulk_create(
-            PriceTier(rule=rule, up_to=t.up_to, unit_price=t.unit_price, flat_fee=t.flat_fee)
-            for t in tiers
-        )
+        for tier in rule.tiers.all():  # one by one: each removal is in the audit history
+            tier.delete()
+        bulk_create_with_history(
+            [PriceTier(rule=rule, up_to=t.up_to, unit_price=t.unit_price, flat_fee=t.flat_fee)
+             for t in tiers],
+            PriceTier,
+        )  # fmt: skip
     invalidate_pricing_cache()
     return rule
 

@@ -16,6 +16,7 @@ from billing_portal.admin_actions import (
     ReadOnlyAdmin,
     ReasonForm,
     confirm_and_apply,
+    export_as_csv,
 )
 
 
@@ -35,11 +36,26 @@ class ServiceTypeFilter(admin.SimpleListFilter):
         return queryset
 
 
+class CurrencyFilter(admin.SimpleListFilter):
+    """The currencies organisations pay in (not a DISTINCT over the records)."""
+
+    title = "currency"
+    parameter_name = "currency"
+
+    def lookups(self, request, model_admin):
+        codes = Organization.objects.values_list("currency", flat=True).distinct()
+        return [(code, code) for code in sorted(codes)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(currency=self.value()) if self.value() else queryset
+
+
 @admin.register(UsageEvent)
 class UsageEventAdmin(ReadOnlyAdmin):
     """A million rows and more: counted up to 10,000 then estimated, dates drilled down
     from the rollup, searched by exact event key through the (organisation, key) index."""
 
+    actions = [export_as_csv]
     list_display = ["idempotency_key", "organization", "product", "user_id", "quantity",
                     "occurred_at", "received_at"]  # fmt: skip
     list_filter = [ServiceTypeFilter, "organization"]
@@ -79,12 +95,12 @@ class BillingRecordAdmin(ReadOnlyAdmin):
         "billing_id", "organization", "user_id", "product", "usage_amount", "total_amount",
         "currency", "billing_method", "status", "created_at",
     ]  # fmt: skip
-    list_filter = ["status", "billing_method", ServiceTypeFilter, "currency"]
+    list_filter = ["status", "billing_method", ServiceTypeFilter, CurrencyFilter]
     list_select_related = ["organization", "product"]
     search_fields = ["=billing_id", "=user_id", "=organization__slug"]
-    date_hierarchy = "created_at"
+    date_hierarchy = "occurred_at"
     inlines = [BillingEventInline]
-    actions = ["refund"]
+    actions = [export_as_csv, "refund"]
 
     def has_refund_permission(self, request) -> bool:
         return request.user.has_perm("usage.refund_billingrecord")
@@ -107,6 +123,7 @@ class BillingRecordAdmin(ReadOnlyAdmin):
 class BillingEventAdmin(ReadOnlyAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
+    actions = [export_as_csv]
     list_display = ["record", "from_status", "to_status", "billing_method", "amount", "actor",
                     "reason", "created_at"]  # fmt: skip
     list_filter = ["to_status", "billing_method"]
@@ -119,6 +136,7 @@ class BillingEventAdmin(ReadOnlyAdmin):
 class DailyUsageAdmin(ReadOnlyAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
+    actions = [export_as_csv]
     list_display = ["day", "organization", "product", "user_id", "billing_method", "quantity",
                     "cost", "event_count"]  # fmt: skip
     list_filter = [ServiceTypeFilter, "billing_method"]
@@ -139,6 +157,7 @@ class UsageCounterAdmin(ReadOnlyAdmin):
 class StripeUsageReportAdmin(ReadOnlyAdmin):
     """What was sent to Stripe's meters, one row per meter event (append-only)."""
 
+    actions = [export_as_csv]
     list_display = ["identifier", "organization", "product", "day", "segment_start", "value",
                     "reported_at"]  # fmt: skip
     list_filter = ["event_name"]

@@ -212,3 +212,36 @@ def test_the_groups_are_applied_exactly_and_idempotently(groups):
     assert (
         Group.objects.filter(name__in=[staff.FINANCE, staff.SUPPORT, staff.READ_ONLY]).count() == 3
     )
+
+
+# --- what no group may do ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("group", [staff.FINANCE, staff.SUPPORT, staff.READ_ONLY])
+def test_no_group_runs_dj_stripes_own_actions(groups, group):
+    client = member_of(group)
+    url = "/admin/djstripe/customer/action/_sync_all_instances/customer/"
+    assert client.post(url, {"_selected_action": ["_sync_all_instances"]}).status_code == 403
+    assert client.get("/admin/djstripe/customer/").status_code == 200  # reading is fine
+
+
+@pytest.mark.parametrize(("group", "may"), [(staff.FINANCE, True), (staff.SUPPORT, False),
+                                            (staff.READ_ONLY, False)])  # fmt: skip
+def test_only_finance_imports_price_rules(groups, group, may):
+    response = member_of(group).get("/admin/pricing/pricerule/import/")
+    assert (response.status_code == 200) == may
+
+
+def test_finance_manages_money_not_access_and_never_deletes_the_catalog(groups, plan):
+    client = member_of(staff.FINANCE)
+    assert client.get("/admin/customers/apikey/add/").status_code == 403
+    assert client.get("/admin/customers/membership/add/").status_code == 403
+    assert client.get(f"/admin/pricing/plan/{plan.pk}/delete/").status_code == 403
+    assert client.get("/admin/pricing/plan/add/").status_code == 200
+
+
+def test_the_csv_export_is_not_offered_where_rows_hold_secrets(groups, world):
+    client = member_of(staff.FINANCE)
+    assert 'value="export_as_csv"' in client.get("/admin/usage/billingrecord/").content.decode()
+    for url in ("/admin/customers/apikey/", "/admin/budgets/notificationchannel/"):
+        assert 'value="export_as_csv"' not in client.get(url).content.decode(), url

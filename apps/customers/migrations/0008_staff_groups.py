@@ -9,9 +9,12 @@ def create_groups(apps, schema_editor):
 
     # Permissions are otherwise created after all migrations ran: make them now.
     for app_config in global_apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+        original = app_config.models_module
+        app_config.models_module = app_config.models_module or True
+        try:
+            create_permissions(app_config, apps=apps, verbosity=0)
+        finally:
+            app_config.models_module = original
 
     from billing_portal import staff
 
