@@ -91,3 +91,13 @@ MONTHLY_CLOSE = Job(
     "STATEMENT_GRACE_HOURS ago (daily, 04:00 UTC); each close resumes where it stopped and "
     "never runs a step twice.",
 )
+
+BOOKS_CHECK = Job(
+    name="Check the books",
+    task="apps.usage.tasks.check_books",
+    minute="30",
+    hour="4",
+    description="Wallets and credits equal their ledgers, every event has its record, "
+    "statements cover the records of closed periods, Stripe's meters have every postpaid "
+    "unit (nightly, 04:30 UTC); differences are mailed to the admins.",
+)

@@ -13,6 +13,7 @@ from django.utils import timezone
 from apps.customers.models import Organization
 from apps.usage import ingestion
 from apps.usage.models import UsageEvent
+from billing_portal.progress import progress
 
 DAYS = 27  # inside the 30 days ingestion accepts
 USERS = ["user123", "alice", "bob", "carol", "dave", "eve", "frank"]
@@ -46,7 +47,9 @@ def _event(rng: random.Random, day, n: int, tz) -> ingestion.EventInput:
     )
 
 
-def seed_usage(organization: Organization, *, days: int = DAYS, per_day: int = 60) -> int:
+def seed_usage(
+    organization: Organization, *, days: int = DAYS, per_day: int = 60, write=None
+) -> int:
     """Records ``days`` days of usage up to now, once: nothing if the organisation already
     has usage. Returns the number of events accepted."""
     if UsageEvent.objects.filter(organization=organization).exists():
@@ -56,7 +59,10 @@ def seed_usage(organization: Organization, *, days: int = DAYS, per_day: int = 6
     now = timezone.now()
     today = now.astimezone(tz).date()
     accepted = 0
-    for offset in range(days, -1, -1):
+    offsets = range(days, -1, -1)
+    if write is not None:
+        offsets = progress(offsets, days + 1, write, "days of usage")
+    for offset in offsets:
         day = today - timedelta(days=offset)
         # Busier on weekdays, and growing over the month: a forecast worth drawing.
         count = int(per_day * (1 + (days - offset) / days) * (0.5 if day.weekday() >= 5 else 1))

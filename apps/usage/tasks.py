@@ -57,3 +57,20 @@ def send_statement(statement_id: int) -> None:
     from apps.usage import statements
 
     statements.statement_email(statement_id).send()
+
+
+@shared_task(acks_late=True)
+def check_books() -> list[str]:
+    """celery-beat, nightly: the invariants; differences are logged and mailed to the
+    admins (finance), and returned."""
+    import logging
+
+    from django.core.mail import mail_admins
+
+    from apps.usage.books import check_books as run
+
+    differences = [str(difference) for difference in run()]
+    if differences:
+        logging.getLogger(__name__).error("The books do not balance: %s", differences)
+        mail_admins("The books do not balance", "\n".join(differences), fail_silently=True)
+    return differences

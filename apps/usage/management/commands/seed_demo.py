@@ -29,7 +29,7 @@ class Command(BaseCommand):
         budgets_demo.seed_budgets(organization)
         if not options["without_usage"]:
             self.stdout.write("Recording four weeks of demo usage (the first run only)...")
-            accepted = usage_demo.seed_usage(organization)
+            accepted = usage_demo.seed_usage(organization, write=self.stdout.write)
             if accepted:
                 self.stdout.write(f"  {accepted} events recorded")
             customers_demo.top_up_after_usage(organization)

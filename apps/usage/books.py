@@ -1,0 +1,187 @@
+"""The books that must balance: invariants checked nightly and on demand
+(``manage.py check_books``), each difference reported with what was expected and found.
+
+- every wallet's balance is the sum of its ledger, and its last entry's balance after;
+- every credit grant's remaining amount is the sum of its entries;
+- every usage event has its billing record (and every record its event: a foreign key);
+- per organisation, the billing records of its closed periods are on its statements:
+  the usage lines of each final statement, the adjustment lines of later ones, or late
+  usage still waiting for the next statement;
+- Stripe's meters have every postpaid unit of days before yesterday.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q, Subquery, Sum
+from django.utils import timezone
+
+from apps.customers.models import CreditEntry, CreditGrant, Wallet, WalletEntry
+from apps.pricing.models import BillingMethod
+from apps.usage.models import (
+    BillingRecord,
+    DailyUsage,
+    Statement,
+    StatementLine,
+    StripeUsageReport,
+    UsageEvent,
+)
+from apps.usage.statements import counted
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class Difference:
+    check: str
+    subject: str
+    expected: str
+    found: str
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.subject}: expected {self.expected}, found {self.found}"
+
+
+def exact_sum(queryset, field: str) -> Decimal:
+    """SUM on PostgreSQL (numeric, exact); elsewhere in Python over the stored decimals
+    (SQLite sums decimals as binary floats)."""
+    if connection.vendor == "postgresql":
+        return queryset.aggregate(total=Sum(field))["total"] or ZERO
+    return sum((value for value in queryset.values_list(field, flat=True).iterator(5000)), ZERO)
+
+
+def exact_sums(queryset, key: str, field: str) -> dict:
+    if connection.vendor == "postgresql":
+        return {
+            row[key]: row["total"]
+            for row in queryset.values(key).annotate(total=Sum(field)).order_by()
+        }
+    totals: dict = {}
+    for group, value in queryset.values_list(key, field).iterator(5000):
+        totals[group] = totals.get(group, ZERO) + value
+    return totals
+
+
+def check_books(*, now=None) -> list[Difference]:
+    now = now or timezone.now()
+    return [
+        *wallets(),
+        *credit_grants(),
+        *events_without_records(),
+        *statements_cover_records(),
+        *meters(now),
+    ]
+
+
+def wallets() -> list[Difference]:
+    last = WalletEntry.objects.filter(wallet=OuterRef("pk")).order_by("-created_at", "-id")
+    ledgers = exact_sums(WalletEntry.objects.all(), "wallet_id", "amount")
+    rows = Wallet.objects.annotate(after=Subquery(last.values("balance_after")[:1])).select_related(
+        "organization"
+    )
+    found = []
+    for wallet in rows:
+        ledger = ledgers.get(wallet.pk, ZERO)
+        if wallet.balance != ledger:
+            found.append(Difference("wallet ledger", wallet.organization.slug, str(ledger),
+                                    str(wallet.balance)))  # fmt: skip
+        if wallet.after is not None and wallet.after != wallet.balance:
+            found.append(Difference("wallet balance after", wallet.organization.slug,
+                                    str(wallet.balance), str(wallet.after)))  # fmt: skip
+    return found
+
+
+def credit_grants() -> list[Difference]:
+    ledgers = exact_sums(CreditEntry.objects.all(), "grant_id", "amount")
+    return [
+        Difference(
+            "credit ledger",
+            f"grant {grant.pk} of {grant.organization_id}",
+            str(ledgers.get(grant.pk, ZERO)),
+            str(grant.remaining),
+        )  # fmt: skip
+        for grant in CreditGrant.objects.all().iterator(2000)
+        if grant.remaining != ledgers.get(grant.pk, ZERO)
+    ]
+
+
+def events_without_records() -> list[Difference]:
+    orphans = UsageEvent.objects.filter(
+        ~Exists(BillingRecord.objects.filter(event=OuterRef("pk")))
+    ).values_list("organization__slug", "idempotency_key")[:100]
+    return [
+        Difference("usage event without billing record", f"{slug}/{key}", "a record", "none")
+        for slug, key in orphans
+    ]
+
+
+def statements_cover_records() -> list[Difference]:
+    found = []
+    final = Statement.objects.filter(status=Statement.Status.FINAL)
+    for organization_id in final.values_list("organization_id", flat=True).distinct():
+        closed = final.filter(organization_id=organization_id)
+        in_closed = Q()
+        for start, end in closed.values_list("period_start", "period_end"):
+            in_closed |= Q(occurred_at__gte=start, occurred_at__lt=end)
+        records = counted(BillingRecord.objects.filter(in_closed, organization_id=organization_id))
+        recorded = exact_sum(records, "total_amount")
+        lines = StatementLine.objects.filter(statement__organization_id=organization_id)
+        on_statements = exact_sum(
+            lines.filter(kind=StatementLine.Kind.USAGE, statement__status=Statement.Status.FINAL),
+            "amount_unrounded",
+        ) + exact_sum(
+            lines.filter(kind=StatementLine.Kind.ADJUSTMENT, product__isnull=False),
+            "amount_unrounded",
+        )
+        newest = (
+            Statement.objects.filter(organization_id=organization_id)
+            .order_by("-frozen_at")
+            .values_list("frozen_at", flat=True)
+            .first()
+        )
+        # Late usage that the next statement will carry.
+        waiting = exact_sum(records.filter(created_at__gt=newest), "total_amount")
+        if recorded != on_statements + waiting:
+            found.append(Difference("statements cover records", f"organisation {organization_id}",
+                                    str(recorded), str(on_statements + waiting)))  # fmt: skip
+    return found
+
+
+def meters(now) -> list[Difference]:
+    """Days before yesterday whose postpaid cost Stripe's meters have not all received
+    (only organisations whose usage is reported there)."""
+    from apps.usage.stripe_usage import meter_units
+
+    reported = {
+        (row["organization_id"], row["product_id"], row["day"]): row["units"]
+        for row in StripeUsageReport.objects.values("organization_id", "product_id", "day")
+        .annotate(units=Sum("value"))
+        .order_by()
+    }
+    if not reported:
+        return []
+    organizations = {key[0] for key in reported}
+    before = (now - timedelta(days=1)).date()
+    found = []
+    for row in (
+        DailyUsage.objects.filter(
+            organization_id__in=organizations,
+            billing_method=BillingMethod.PAYMENT_CHARGE,
+            day__lt=before,
+            day__gte=min(key[2] for key in reported),
+            product__stripe_meter_event_name__gt="",
+        )
+        .values("organization_id", "product_id", "day")
+        .annotate(cost=Sum("cost"))
+        .order_by()
+    ):
+        key = (row["organization_id"], row["product_id"], row["day"])
+        owed = meter_units(row["cost"])
+        if reported.get(key, 0) < owed:
+            found.append(Difference("meters", f"{key[0]}/{key[1]}/{key[2]}", str(owed),
+                                    str(reported.get(key, 0))))  # fmt: skip
+    return found

@@ -1,0 +1,20 @@
+from django.db import migrations
+
+
+def install_schedules(apps, schema_editor):
+    from billing_portal import schedules
+
+    schedules.install(
+        schedules.BOOKS_CHECK,
+        periodic_task_model=apps.get_model("django_celery_beat", "PeriodicTask"),
+        crontab_model=apps.get_model("django_celery_beat", "CrontabSchedule"),
+    )
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("usage", "0008_failed_records_index"),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
+    ]
+
+    operations = [migrations.RunPython(install_schedules, migrations.RunPython.noop)]
