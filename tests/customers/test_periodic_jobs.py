@@ -44,6 +44,7 @@ def test_the_credit_expiry_task_writes_off_expired_grants_once(organization):
         schedules.STRIPE_RECONCILE,
         schedules.STRIPE_WEBHOOK_SWEEP,
         schedules.MONTHLY_CLOSE,
+        schedules.BOOKS_CHECK,
     ],  # fmt: skip
 )
 def test_the_stripe_jobs_name_tasks_celery_knows(job):
