@@ -7,6 +7,8 @@ from apps.usage.models import (
     BillingEvent,
     BillingRecord,
     DailyUsage,
+    Statement,
+    StatementLine,
     StripeUsageReport,
     UsageCounter,
     UsageEvent,
@@ -164,3 +166,79 @@ class StripeUsageReportAdmin(ReadOnlyAdmin):
     list_select_related = ["organization", "product"]
     search_fields = ["=identifier", "=stripe_customer_id", "=organization__slug"]
     date_hierarchy = "day"
+
+
+class StatementLineInline(admin.TabularInline):
+    model = StatementLine
+    extra = 0
+    can_delete = False
+    fields = ["position", "kind", "description", "quantity", "included_quantity",
+              "billable_quantity", "unit_price", "amount_unrounded", "amount"]  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Statement)
+class StatementAdmin(ReadOnlyAdmin):
+    """Statements are built by the close and never edited; one that stopped on a mismatch
+    is re-run once its records or rollup are put right."""
+
+    list_display = ["organization", "period_start", "period_end", "status", "usage_total",
+                    "total_due", "currency", "push_method", "finalized_at"]  # fmt: skip
+    list_filter = ["status", "currency", "push_method"]
+    list_select_related = ["organization"]
+    search_fields = ["=organization__slug", "organization__name"]
+    date_hierarchy = "period_start"
+    inlines = [StatementLineInline]
+    actions = [export_as_csv, "rerun"]
+
+    def has_rerun_permission(self, request) -> bool:
+        return request.user.has_perm("usage.change_statement")
+
+    @admin.action(description="Re-run the close of the selected stopped statements",
+                  permissions=["rerun"])  # fmt: skip
+    def rerun(self, request, queryset):
+        from apps.usage import statements
+
+        def apply(statement, data, actor):
+            if statement.status != Statement.Status.MISMATCH:
+                raise statements.PeriodAlreadyClosed()
+            result = statements.rerun(statement)
+            self.message_user(request, f"{statement}: {result.get_status_display()}")
+
+        return confirm_and_apply(
+            self, request, queryset.select_related("organization"), form_class=ReasonForm,
+            title="Re-run the close", apply=apply,
+        )  # fmt: skip
+
+    def get_urls(self):
+        from django.urls import path
+
+        return [
+            path(
+                "month-end/",
+                self.admin_site.admin_view(self.month_end_view),
+                name="usage_statement_month_end",
+            ),  # fmt: skip
+            *super().get_urls(),
+        ]
+
+    def month_end_view(self, request):
+        from django.template.response import TemplateResponse
+
+        from apps.usage import month_end
+
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        month = month_end.parse_month(request.GET.get("month"))
+        report = month_end.report(month)
+        fmt = request.GET.get("format")
+        if fmt in ("csv", "xlsx"):
+            return month_end.download(report, month, fmt)
+        context = {**self.admin_site.each_context(request), "title": f"Month-end {month:%B %Y}",
+                   "report": report, "month": month, "opts": self.model._meta}  # fmt: skip
+        return TemplateResponse(request, "admin/usage/month_end.html", context)

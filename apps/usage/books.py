@@ -23,14 +23,15 @@ from django.utils import timezone
 from apps.customers.models import CreditEntry, CreditGrant, Wallet, WalletEntry
 from apps.pricing.models import BillingMethod
 from apps.usage.models import (
+    BillingEvent,
     BillingRecord,
+    BillingStatus,
     DailyUsage,
     Statement,
     StatementLine,
     StripeUsageReport,
     UsageEvent,
 )
-from apps.usage.statements import counted
 
 ZERO = Decimal(0)
 
@@ -127,7 +128,24 @@ def statements_cover_records() -> list[Difference]:
         in_closed = Q()
         for start, end in closed.values_list("period_start", "period_end"):
             in_closed |= Q(occurred_at__gte=start, occurred_at__lt=end)
-        records = counted(BillingRecord.objects.filter(in_closed, organization_id=organization_id))
+        # What each closed statement counted when it froze: a charge voided later stays
+        # on it (and a credit note on a later statement gives it back).
+        freeze = closed.filter(
+            period_start__lte=OuterRef("occurred_at"), period_end__gt=OuterRef("occurred_at")
+        ).values("frozen_at")[:1]
+        voided_before_freeze = (
+            Q(status=BillingStatus.REFUNDED, billing_method=BillingMethod.PAYMENT_CHARGE)
+            & ~Exists(BillingEvent.objects.filter(record=OuterRef("pk"),
+                                                  to_status=BillingStatus.COMPLETED))
+            & Exists(BillingEvent.objects.filter(record=OuterRef("pk"),
+                                                 to_status=BillingStatus.REFUNDED,
+                                                 created_at__lte=OuterRef("freeze")))
+        )  # fmt: skip
+        records = (
+            BillingRecord.objects.filter(in_closed, organization_id=organization_id)
+            .annotate(freeze=Subquery(freeze))
+            .exclude(voided_before_freeze)
+        )
         recorded = exact_sum(records, "total_amount")
         lines = StatementLine.objects.filter(statement__organization_id=organization_id)
         on_statements = exact_sum(

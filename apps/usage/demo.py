@@ -71,3 +71,18 @@ def seed_usage(
         outcomes = ingestion.ingest(organization=organization, events=events, actor="demo")
         accepted += sum(o.status == o.ACCEPTED for o in outcomes)
     return accepted
+
+
+def close_last_month(organization: Organization):
+    """The statement of the month before this one (the demo's usage reaches into it),
+    final but not emailed: the demo has a statement to show."""
+    from datetime import timedelta
+
+    from apps.pricing.periods import MONTH, period_bounds
+    from apps.usage import statements
+
+    this_month, _ = period_bounds(timezone.now(), MONTH, organization.tz)
+    start, end = period_bounds(this_month - timedelta(days=1), MONTH, organization.tz)
+    return statements.close_period(
+        organization=organization, period_start=start, period_end=end, until="finalize"
+    )

@@ -279,6 +279,7 @@ class StatementLine(AppendOnlyModel):
         WALLET = "wallet", "Paid from the wallet"
         REFUND = "refund", "Refunds"
         ADJUSTMENT = "adjustment", "Adjustment (late usage of a closed period)"
+        CREDIT_NOTE = "credit_note", "Credit note (refund of a closed period's charge)"
 
     statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="lines")
     position = models.PositiveIntegerField()

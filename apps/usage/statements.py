@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q, Sum
+from django.db.models import Exists, F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from apps.customers.models import Organization, SubscriptionStatus
@@ -217,7 +217,42 @@ def draft(statement: Statement, previous: Statement | None) -> Draft:
     if late_prepaid:
         result.add(K.ADJUSTMENT, "Late usage already paid from credits or the wallet",
                    -late_prepaid, currency)  # fmt: skip
+    credited = refunded_after_close(statement, previous).aggregate(total=Sum("total_amount"))
+    if credited["total"]:
+        result.add(K.CREDIT_NOTE, "Refunded charges of a closed period", -credited["total"],
+                   currency)  # fmt: skip
     return result
+
+
+def refunded_after_close(statement: Statement, previous: Statement | None):
+    """Postpaid charges of earlier, closed periods refunded after their statement froze,
+    up to this one's freeze (after the previous one's): credit notes, never an edit of
+    the closed statement."""
+    refunds = BillingEvent.objects.filter(
+        record=OuterRef("pk"),
+        to_status=BillingStatus.REFUNDED,
+        created_at__lte=statement.frozen_at,
+        created_at__gt=OuterRef("closed_at"),
+    )
+    if previous is not None:
+        refunds = refunds.filter(created_at__gt=previous.frozen_at)
+    closed_at = Statement.objects.filter(
+        organization_id=statement.organization_id,
+        status=Statement.Status.FINAL,
+        period_start__lte=OuterRef("occurred_at"),
+        period_end__gt=OuterRef("occurred_at"),
+    ).values("frozen_at")[:1]
+    return (
+        BillingRecord.objects.filter(
+            organization_id=statement.organization_id,
+            billing_method=BillingMethod.PAYMENT_CHARGE,
+            status=BillingStatus.REFUNDED,
+            occurred_at__lt=statement.period_start,
+        )
+        .annotate(closed_at=Subquery(closed_at))
+        .filter(closed_at__isnull=False, created_at__lte=F("closed_at"))
+        .filter(Exists(refunds))
+    )
 
 
 # --- the cross-check ------------------------------------------------------------------------
@@ -410,7 +445,7 @@ def _build(statement: Statement) -> None:
     statement.credits_applied = -total(K.CREDITS)
     statement.wallet_paid = -total(K.WALLET)
     statement.refunds = -total(K.REFUND)
-    statement.adjustments = total(K.ADJUSTMENT)
+    statement.adjustments = total(K.ADJUSTMENT, K.CREDIT_NOTE)
     statement.total_due = sum((line["amount"] for line in lines), ZERO)
 
 

@@ -201,3 +201,56 @@ def usage_export(request: HttpRequest) -> HttpResponse:
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
+
+
+# --- statements ---------------------------------------------------------------------------
+
+
+def _final_statements(request: HttpRequest):
+    from apps.usage.models import Statement
+
+    return Statement.objects.filter(
+        organization=request.organization, status=Statement.Status.FINAL
+    ).select_related("plan")
+
+
+@member_view()
+def statements(request: HttpRequest) -> HttpResponse:
+    return page(request, "billing/statements.html", {"statements": _final_statements(request)[:36]})
+
+
+def _statement_context(request: HttpRequest, statement_id: int) -> dict:
+    from django.shortcuts import get_object_or_404
+
+    from apps.pricing.periods import local_day
+
+    statement = get_object_or_404(_final_statements(request), pk=statement_id)
+    tz = request.organization.tz
+    return {
+        "statement": statement,
+        "lines": list(statement.lines.select_related("product")),
+        "first_day": local_day(statement.period_start, tz),
+        "last_day": local_day(statement.period_end - timedelta(microseconds=1), tz),
+    }
+
+
+@member_view()
+def statement_detail(request: HttpRequest, statement_id: int) -> HttpResponse:
+    return page(request, "billing/statement.html", _statement_context(request, statement_id))
+
+
+@member_view()
+def statement_pdf(request: HttpRequest, statement_id: int) -> HttpResponse:
+    """The statement as a PDF, rendered on the server (WeasyPrint)."""
+    from django.template.loader import render_to_string
+    from weasyprint import HTML
+
+    context = {**_statement_context(request, statement_id), "organization": request.organization}
+    html = render_to_string("billing/statement_pdf.html", context, request=request)
+    pdf = HTML(string=html, base_url=request.build_absolute_uri("/")).write_pdf()
+    statement = context["statement"]
+    response = HttpResponse(pdf, content_type="application/pdf")
+    name = f"statement-{request.organization.slug}-{context['first_day']:%Y-%m}.pdf"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["X-Statement"] = str(statement.pk)
+    return response

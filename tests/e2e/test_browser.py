@@ -29,6 +29,7 @@ PAGES = [
     ("wallet", "/billing/wallet/", "Wallet and credits"),
     ("plans", "/billing/plans/", "Plans"),
     ("invoices", "/billing/invoices/", "Invoices"),
+    ("statements", "/billing/statements/", "Statements"),
     ("api-keys", "/billing/keys/", "API keys"),
     ("alerts", "/billing/alerts/", "Alert channels"),
     ("members", "/billing/members/", "Members"),

@@ -24,6 +24,7 @@ PAGES = [
     ("billing:wallet", None),
     ("billing:plans", None),
     ("billing:invoices", None),
+    ("billing:statements", None),
     ("billing:api-keys", None),
     ("billing:channels", None),
     ("billing:members", None),

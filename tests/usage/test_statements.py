@@ -183,3 +183,28 @@ def test_a_rollup_that_disagrees_with_the_records_stops_the_close(catalog):
     rerun = statements.rerun(statement, now=statement.period_end + timedelta(hours=2))
     assert rerun.status == Statement.Status.FINAL and rerun.pk == statement.pk
     assert Statement.objects.filter(organization=organization).count() == 1
+
+
+def test_a_refund_after_close_is_a_credit_note_on_the_next_statement(catalog):
+    from apps.usage import books, services
+
+    organization = OrganizationFactory(plan=catalog)
+    this_month, next_month = this_period(organization)
+    start, end = period_bounds(this_month - timedelta(days=1), MONTH, organization.tz)
+    charge = record(organization, "calls3", units=D(3000), at=start + timedelta(days=2))
+    assert charge.billing_method == "payment_charge" and charge.status == "pending"
+    first = statements.close_period(organization=organization, period_start=start, period_end=end)
+    frozen = list(first.lines.values())
+
+    services.refund_billing(organization=organization, billing_id=charge.billing_id,
+                            actor="staff", reason="goodwill")  # fmt: skip
+    second = statements.close_period(
+        organization=organization, period_start=this_month, period_end=next_month,
+        now=next_month + timedelta(hours=1),
+    )  # fmt: skip
+
+    (note,) = second.lines.filter(kind=StatementLine.Kind.CREDIT_NOTE)
+    assert note.amount_unrounded == -charge.total_amount
+    assert second.total_due == note.amount  # nothing else this month
+    assert list(first.lines.values()) == frozen  # the closed statement is untouched
+    assert books.statements_cover_records() == []

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.usage.api import billing_views, views
+from apps.usage.api import billing_views, statement_views, views
 
 urlpatterns = [
     path("usage/record", views.UsageRecordApi.as_view(), name="usage-record"),
@@ -11,6 +11,16 @@ urlpatterns = [
     path("billing/process", billing_views.ProcessBillingApi.as_view(), name="billing-process"),
     path("billing/refund", billing_views.RefundBillingApi.as_view(), name="billing-refund"),
     path("billing/records", billing_views.RecordListApi.as_view(), name="billing-records"),
+    path(
+        "billing/statements",
+        statement_views.StatementListApi.as_view(),
+        name="billing-statements",
+    ),
+    path(
+        "billing/statements/<int:statement_id>",
+        statement_views.StatementDetailApi.as_view(),
+        name="billing-statement",
+    ),
     path(
         "billing/records/user/<str:user_id>",
         billing_views.UserRecordsApi.as_view(),

@@ -33,6 +33,9 @@ class Command(BaseCommand):
             if accepted:
                 self.stdout.write(f"  {accepted} events recorded")
             customers_demo.top_up_after_usage(organization)
+            statement = usage_demo.close_last_month(organization)
+            month = statement.period_start.astimezone(organization.tz)
+            self.stdout.write(f"  statement of {month:%B %Y}: {statement.status}")
         budgets_demo.seed_channel(organization)
         self.stdout.write(self.style.SUCCESS("Demo data is in place."))
         self.stdout.write("")
