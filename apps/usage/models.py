@@ -237,6 +237,7 @@ class Statement(models.Model):
     unrounded_usage = models.DecimalField(**AMOUNT, default=0)
     rounding_difference = models.DecimalField(**AMOUNT, default=0)
     base_fee = models.DecimalField(**AMOUNT, default=0)
+    minimums = models.DecimalField(**AMOUNT, default=0)  # minimum charges' true-ups
     credits_applied = models.DecimalField(**AMOUNT, default=0)
     wallet_paid = models.DecimalField(**AMOUNT, default=0)
     refunds = models.DecimalField(**AMOUNT, default=0)
@@ -275,6 +276,7 @@ class StatementLine(AppendOnlyModel):
     class Kind(models.TextChoices):
         USAGE = "usage", "Usage"
         BASE_FEE = "base_fee", "Base fee"
+        MINIMUM = "minimum", "Minimum charge true-up"
         CREDITS = "credits", "Credits applied"
         WALLET = "wallet", "Paid from the wallet"
         REFUND = "refund", "Refunds"

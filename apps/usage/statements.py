@@ -35,7 +35,8 @@ from django.db.models import Exists, F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from apps.customers.models import Organization, SubscriptionStatus
-from apps.pricing.cost_engine import CONTEXT, round_money
+from apps.pricing import selectors as pricing_selectors
+from apps.pricing.cost_engine import CONTEXT, minimum_true_up, round_money
 from apps.pricing.models import BillingMethod, Product
 from apps.pricing.periods import local_day
 from apps.usage.models import (
@@ -182,6 +183,19 @@ def draft(statement: Statement, previous: Statement | None) -> Draft:
                    unit_price=unit_price.normalize(CONTEXT))  # fmt: skip
     plan = statement.plan
     organization = statement.organization
+    # A price with a minimum charge per period: what the period's usage of that dimension
+    # cost is topped up to it (for the dimensions used in the period).
+    last_instant = statement.period_end - timedelta(microseconds=1)
+    for (product_id, dimension), s in sorted(usage.items(), key=lambda item: item[0]):
+        product = products[product_id]
+        sheet = pricing_selectors.price_sheet(plan=pricing_selectors.effective_plan(plan),
+                                              product=product)  # fmt: skip
+        version = sheet.rule_at(dimension, last_instant)
+        minimum = version.terms.minimum_charge if version else ZERO
+        true_up = minimum_true_up(s.amount, minimum) if minimum else ZERO
+        if true_up:
+            result.add(K.MINIMUM, f"{product.name}: minimum of {minimum} per period", true_up,
+                       currency, product=product, dimension=dimension)  # fmt: skip
     if plan is not None and plan.base_fee and organization.subscription_status in BASE_FEE_STATUSES:
         result.add(K.BASE_FEE, f"{plan.name} plan", plan.base_fee, currency)
     by_method = {
@@ -442,6 +456,7 @@ def _build(statement: Statement) -> None:
     )
     statement.rounding_difference = statement.unrounded_usage - statement.usage_total
     statement.base_fee = total(K.BASE_FEE)
+    statement.minimums = total(K.MINIMUM)
     statement.credits_applied = -total(K.CREDITS)
     statement.wallet_paid = -total(K.WALLET)
     statement.refunds = -total(K.REFUND)

@@ -208,3 +208,16 @@ def test_a_refund_after_close_is_a_credit_note_on_the_next_statement(catalog):
     assert second.total_due == note.amount  # nothing else this month
     assert list(first.lines.values()) == frozen  # the closed statement is untouched
     assert books.statements_cover_records() == []
+
+
+def test_a_minimum_charge_tops_the_period_up(plan):
+    product = ProductFactory(code="minimum-calls")
+    price(product, unit_price="0.01", minimum_charge=D(5))
+    organization = OrganizationFactory(plan=plan)
+    record(organization, "minimum-calls", units=D(120))  # $1.20 of a $5.00 minimum
+
+    statement = close(organization)
+
+    (top,) = statement.lines.filter(kind=StatementLine.Kind.MINIMUM)
+    assert top.amount == D("3.80") and statement.total_due == D(5)
+    assert statement.minimums == D("3.80")

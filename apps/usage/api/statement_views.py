@@ -50,6 +50,7 @@ class StatementSerializer(serializers.Serializer):
     unrounded_usage = serializers.CharField()
     rounding_difference = serializers.CharField()
     base_fee = serializers.CharField()
+    minimums = serializers.CharField()
     credits_applied = serializers.CharField()
     wallet_paid = serializers.CharField()
     refunds = serializers.CharField()
