@@ -221,3 +221,25 @@ def test_a_minimum_charge_tops_the_period_up(plan):
     (top,) = statement.lines.filter(kind=StatementLine.Kind.MINIMUM)
     assert top.amount == D("3.80") and statement.total_due == D(5)
     assert statement.minimums == D("3.80")
+
+
+def test_the_close_command_refuses_what_it_cannot_close(catalog):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    organization = OrganizationFactory(plan=catalog, slug="cmd-org")
+    this_month, _ = this_period(organization)
+    last = (this_month - timedelta(days=1)).astimezone(organization.tz)
+    with pytest.raises(CommandError, match="No organisation"):
+        call_command("close_period", organization="nobody", month=f"{last:%Y-%m}")
+    with pytest.raises(CommandError, match="not ended"):
+        call_command("close_period", organization="cmd-org",
+                     month=f"{this_month.astimezone(organization.tz):%Y-%m}")  # fmt: skip
+    assert not Statement.objects.exists()
+    out = StringIO()
+    call_command("close_period", organization="cmd-org", month=f"{last:%Y-%m}", stdout=out)
+    assert "Final" in out.getvalue()
+    with pytest.raises(CommandError, match="final"):
+        call_command("close_period", organization="cmd-org", month=f"{last:%Y-%m}")
+    assert Statement.objects.count() == 1
