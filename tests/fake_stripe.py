@@ -839,16 +839,31 @@ def invoice(fake: FakeStripe, subscription_id: str, *, paid: bool) -> dict:
         item = subscription["items"]["data"][0]
         start, end = item["current_period_start"], item["current_period_end"]
         customer = subscription["customer"]
-        meters = {
-            i["price"]["recurring"]["meter"]
-            for i in subscription["items"]["data"]
+        metered_items = [
+            i for i in subscription["items"]["data"]
             if (i["price"]["recurring"] or {}).get("usage_type") == "metered"
-        }  # only the meters the subscription has a price on are billed
-        metered = sum(fake.metered_total(fake.objects[m]["event_name"], customer) for m in meters)
+        ]  # only the meters the subscription has a price on are billed  # fmt: skip
+        invoice_id = fake.new_id("in")
+        lines = []
+        for i in metered_items:  # one line per metered price, in cents
+            units = fake.metered_total(
+                fake.objects[i["price"]["recurring"]["meter"]]["event_name"], customer
+            )
+            lines.append({
+                "id": fake.new_id("il"), "object": "line_item", "amount": round(units / 10**4),
+                "currency": subscription["currency"], "description": None, "discountable": True,
+                "discounts": [], "invoice": invoice_id, "livemode": False, "metadata": {},
+                "period": {"start": start, "end": end}, "quantity": units,
+                "parent": {"type": "subscription_item_details", "subscription_item_details": {
+                    "invoice_item": None, "proration": False, "proration_details": None,
+                    "subscription": subscription_id, "subscription_item": i["id"]}},
+                "pricing": {"type": "price_details", "unit_amount_decimal": "0.0001",
+                            "price_details": {"price": i["price"]["id"],
+                                              "product": i["price"]["product"]}},
+            })  # fmt: skip
         base = sum(i["price"]["unit_amount"] or 0 for i in subscription["items"]["data"]
                    if (i["price"]["recurring"] or {}).get("usage_type") != "metered")  # fmt: skip
-        total = base + round(metered / 10**4)  # meter units are millionths; cents
-        invoice_id = fake.new_id("in")
+        total = base + sum(line["amount"] for line in lines)
         number = f"BP-{len(fake._all('invoice')) + 1:04d}"
         obj = {
             "id": invoice_id, "object": "invoice", "account_country": "US",
@@ -861,7 +876,7 @@ def invoice(fake: FakeStripe, subscription_id: str, *, paid: bool) -> dict:
             "discounts": [], "due_date": None, "ending_balance": 0,
             "hosted_invoice_url": f"https://invoice.stripe.com/i/{invoice_id}",
             "invoice_pdf": f"https://pay.stripe.com/invoice/{invoice_id}/pdf",
-            "lines": {"object": "list", "data": [], "has_more": False,
+            "lines": {"object": "list", "data": lines, "has_more": False,
                       "url": f"/v1/invoices/{invoice_id}/lines"},
             "livemode": False, "metadata": {}, "number": number,
             "parent": {"type": "subscription_details",

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection
@@ -32,6 +32,7 @@ from apps.usage.models import (
     StripeUsageReport,
     UsageEvent,
 )
+from apps.usage.statements import counted
 
 ZERO = Decimal(0)
 
@@ -75,6 +76,7 @@ def check_books(*, now=None) -> list[Difference]:
         *events_without_records(),
         *statements_cover_records(),
         *meters(now),
+        *stripe_invoices(),
     ]
 
 
@@ -202,4 +204,42 @@ def meters(now) -> list[Difference]:
         if reported.get(key, 0) < owed:
             found.append(Difference("meters", f"{key[0]}/{key[1]}/{key[2]}", str(owed),
                                     str(reported.get(key, 0))))  # fmt: skip
+    return found
+
+
+def stripe_invoices() -> list[Difference]:
+    """Per Stripe invoice, each metered line against the postpaid charges of its period
+    for that product, in minor units (a cent of tolerance per line: Stripe rounds each
+    meter's total, the portal rounds each product's)."""
+    from djstripe import models as djstripe
+
+    from apps.pricing.cost_engine import to_minor_units
+    from apps.pricing.models import Product
+
+    products = {p.stripe_product_id: p for p in Product.objects.exclude(stripe_product_id="")}
+    found = []
+    invoices = djstripe.Invoice.objects.filter(customer__subscriber__isnull=False).select_related(
+        "customer"
+    )
+    for invoice in invoices.iterator(500):
+        data = invoice.stripe_data or {}
+        lines = ((data.get("lines") or {}).get("data")) or []
+        start, end = data.get("period_start"), data.get("period_end")
+        if not lines or not start or not end or data.get("status") not in ("open", "paid"):
+            continue
+        period = (datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC))
+        for line in lines:
+            details = (line.get("pricing") or {}).get("price_details") or {}
+            product = products.get(details.get("product"))
+            if product is None:
+                continue
+            charges = counted(BillingRecord.objects.filter(
+                organization_id=invoice.customer.subscriber_id, product=product,
+                billing_method=BillingMethod.PAYMENT_CHARGE,
+                occurred_at__gte=period[0], occurred_at__lt=period[1],
+            ))  # fmt: skip
+            ours = to_minor_units(exact_sum(charges, "total_amount"), data["currency"].upper())
+            if abs(ours - int(line["amount"])) > 1:
+                found.append(Difference("stripe invoice", f"{invoice.id}/{product.code}",
+                                        str(ours), str(line["amount"])))  # fmt: skip
     return found

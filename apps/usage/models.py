@@ -277,6 +277,7 @@ class StatementLine(AppendOnlyModel):
         USAGE = "usage", "Usage"
         BASE_FEE = "base_fee", "Base fee"
         MINIMUM = "minimum", "Minimum charge true-up"
+        VOLUME_CREDIT = "volume_credit", "Volume discount (the period's tier for every unit)"
         CREDITS = "credits", "Credits applied"
         WALLET = "wallet", "Paid from the wallet"
         REFUND = "refund", "Refunds"

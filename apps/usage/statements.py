@@ -36,7 +36,13 @@ from django.utils import timezone
 
 from apps.customers.models import Organization, SubscriptionStatus
 from apps.pricing import selectors as pricing_selectors
-from apps.pricing.cost_engine import CONTEXT, minimum_true_up, round_money
+from apps.pricing.cost_engine import (
+    CONTEXT,
+    PricingModel,
+    minimum_true_up,
+    period_total,
+    round_money,
+)
 from apps.pricing.models import BillingMethod, Product
 from apps.pricing.periods import local_day
 from apps.usage.models import (
@@ -191,6 +197,14 @@ def draft(statement: Statement, previous: Statement | None) -> Draft:
         sheet = pricing_selectors.price_sheet(plan=pricing_selectors.effective_plan(plan),
                                               product=product)  # fmt: skip
         version = sheet.rule_at(dimension, last_instant)
+        if version is not None and version.terms.model == PricingModel.VOLUME:
+            # Events were priced as the period grew; the period's tier now prices every
+            # unit, and the difference is credited here (never a negative event).
+            priced = s.quantity - s.included
+            credit = period_total(version.terms, priced) - s.amount
+            if credit < 0:
+                result.add(K.VOLUME_CREDIT, f"{product.name}: volume price for the period",
+                           credit, currency, product=product, dimension=dimension)  # fmt: skip
         minimum = version.terms.minimum_charge if version else ZERO
         true_up = minimum_true_up(s.amount, minimum) if minimum else ZERO
         if true_up:
@@ -460,7 +474,7 @@ def _build(statement: Statement) -> None:
     statement.credits_applied = -total(K.CREDITS)
     statement.wallet_paid = -total(K.WALLET)
     statement.refunds = -total(K.REFUND)
-    statement.adjustments = total(K.ADJUSTMENT, K.CREDIT_NOTE)
+    statement.adjustments = total(K.ADJUSTMENT, K.CREDIT_NOTE, K.VOLUME_CREDIT)
     statement.total_due = sum((line["amount"] for line in lines), ZERO)
 
 

@@ -243,3 +243,19 @@ def test_the_close_command_refuses_what_it_cannot_close(catalog):
     with pytest.raises(CommandError, match="final"):
         call_command("close_period", organization="cmd-org", month=f"{last:%Y-%m}")
     assert Statement.objects.count() == 1
+
+
+def test_volume_pricing_prices_every_unit_of_the_period_at_its_final_tier(plan):
+    product = ProductFactory(code="volume-calls")
+    price(product, pricing_model=PricingModel.VOLUME,
+          tiers=[TierSpec(D(100), D("0.10")), TierSpec(None, D("0.05"))])  # fmt: skip
+    organization = OrganizationFactory(plan=plan)
+    record(organization, "volume-calls", units=D(90))  # $9.00 at the first tier
+    record(organization, "volume-calls", units=D(20))  # 110 units: every one at $0.05 now
+
+    statement = close(organization)
+
+    usage = statement.lines.get(kind=StatementLine.Kind.USAGE)
+    (credit,) = statement.lines.filter(kind=StatementLine.Kind.VOLUME_CREDIT)
+    assert usage.amount == D("9.00")  # the crossing event was not negative
+    assert credit.amount == D("-3.50") and statement.total_due == D("5.50")  # 110 x $0.05

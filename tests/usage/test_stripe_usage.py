@@ -282,3 +282,27 @@ def test_a_day_in_which_a_period_starts_is_reported_in_two_parts_at_that_instant
     assert len(late) == 3
     assert int(late[-1]["payload"]["value"]) == stripe_usage.meter_units(D("0.05"))
     assert int(late[-1]["timestamp"]) >= anchor.timestamp()
+
+
+def test_the_books_compare_each_stripe_invoice_line_with_the_periods_charges(
+    api_client, client, key, subscribed, fake_stripe, webhook_endpoint, calls
+):
+    from apps.usage.books import stripe_invoices
+    from tests.fake_stripe import invoice
+
+    for n in range(3):
+        record(api_client, key, {"product_id": "calls", "usage_amount": 10}, f"b{n}")
+    stripe_usage.report_all()
+    since = len(fake_stripe.events)
+    invoice(fake_stripe, subscribed, paid=True)
+    deliver_from(client, webhook_endpoint, fake_stripe, since)
+    assert stripe_invoices() == []  # 30 cents on both sides
+
+    BillingRecord.objects.filter(billing_method="payment_charge", product=calls).update(
+        total_amount=D("0.50")
+    )  # planted: the portal now says $1.50
+    (difference,) = stripe_invoices()
+    assert difference.check == "stripe invoice" and (difference.expected, difference.found) == (
+        "150",
+        "30",
+    )
