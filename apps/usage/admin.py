@@ -235,7 +235,7 @@ class StatementAdmin(ReadOnlyAdmin):
 
             raise PermissionDenied
         month = month_end.parse_month(request.GET.get("month"))
-        report = month_end.report(month)
+        report = month_end.report(month, books=request.GET.get("books") == "1")
         fmt = request.GET.get("format")
         if fmt in ("csv", "xlsx"):
             return month_end.download(report, month, fmt)

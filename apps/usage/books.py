@@ -154,15 +154,11 @@ def statements_cover_records() -> list[Difference]:
             lines.filter(kind=StatementLine.Kind.USAGE, statement__status=Statement.Status.FINAL),
             "amount_unrounded",
         ) + exact_sum(
-            lines.filter(kind=StatementLine.Kind.ADJUSTMENT, product__isnull=False),
+            lines.filter(kind=StatementLine.Kind.ADJUSTMENT, product__isnull=False,
+                         statement__status=Statement.Status.FINAL),
             "amount_unrounded",
-        )
-        newest = (
-            Statement.objects.filter(organization_id=organization_id)
-            .order_by("-frozen_at")
-            .values_list("frozen_at", flat=True)
-            .first()
-        )
+        )  # fmt: skip
+        newest = closed.order_by("-frozen_at").values_list("frozen_at", flat=True).first()
         # Late usage that the next statement will carry.
         waiting = exact_sum(records.filter(created_at__gt=newest), "total_amount")
         if recorded != on_statements + waiting:

@@ -31,7 +31,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, Subquery, Sum
+from django.db.models import Exists, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.customers.models import Organization, SubscriptionStatus
@@ -64,6 +65,12 @@ class PeriodNotEnded(PortalError):
     code = "period_not_ended"
     status_code = 409
     message = "The period has not ended yet; it is closed after its end."
+
+
+class EarlierPeriodOpen(PortalError):
+    code = "earlier_period_open"
+    status_code = 409
+    message = "An earlier period of this organisation is not closed yet; close it first."
 
 
 class PeriodAlreadyClosed(PortalError):
@@ -245,6 +252,11 @@ def draft(statement: Statement, previous: Statement | None) -> Draft:
     if late_prepaid:
         result.add(K.ADJUSTMENT, "Late usage already paid from credits or the wallet",
                    -late_prepaid, currency)  # fmt: skip
+    late_refunded = late.filter(status=BillingStatus.REFUNDED).aggregate(total=Sum("total_amount"))[
+        "total"
+    ]
+    if late_refunded:  # as the period's own refunds are
+        result.add(K.ADJUSTMENT, "Late usage refunded", -late_refunded, currency)
     credited = refunded_after_close(statement, previous).aggregate(total=Sum("total_amount"))
     if credited["total"]:
         result.add(K.CREDIT_NOTE, "Refunded charges of a closed period", -credited["total"],
@@ -253,23 +265,34 @@ def draft(statement: Statement, previous: Statement | None) -> Draft:
 
 
 def refunded_after_close(statement: Statement, previous: Statement | None):
-    """Postpaid charges of earlier, closed periods refunded after their statement froze,
-    up to this one's freeze (after the previous one's): credit notes, never an edit of
-    the closed statement."""
+    """Postpaid charges carried by an earlier final statement (their period's, or a later
+    one's as late usage) and voided after it froze, up to this one's freeze (after the
+    previous one's): credit notes, never an edit of the closed statement. A charge that
+    was paid and then refunded went back to the wallet instead."""
+    final = Statement.objects.filter(
+        organization_id=statement.organization_id, status=Statement.Status.FINAL
+    )
+    covering = final.filter(
+        period_start__lte=OuterRef("occurred_at"),
+        period_end__gt=OuterRef("occurred_at"),
+        frozen_at__gte=OuterRef("created_at"),
+    ).values("frozen_at")[:1]
+    carrying_late = (
+        final.filter(
+            period_start__gt=OuterRef("occurred_at"), frozen_at__gte=OuterRef("created_at")
+        )
+        .order_by("frozen_at")
+        .values("frozen_at")[:1]
+    )
     refunds = BillingEvent.objects.filter(
         record=OuterRef("pk"),
         to_status=BillingStatus.REFUNDED,
         created_at__lte=statement.frozen_at,
-        created_at__gt=OuterRef("closed_at"),
+        created_at__gt=OuterRef("carried_at"),
     )
     if previous is not None:
         refunds = refunds.filter(created_at__gt=previous.frozen_at)
-    closed_at = Statement.objects.filter(
-        organization_id=statement.organization_id,
-        status=Statement.Status.FINAL,
-        period_start__lte=OuterRef("occurred_at"),
-        period_end__gt=OuterRef("occurred_at"),
-    ).values("frozen_at")[:1]
+    paid = BillingEvent.objects.filter(record=OuterRef("pk"), to_status=BillingStatus.COMPLETED)
     return (
         BillingRecord.objects.filter(
             organization_id=statement.organization_id,
@@ -277,9 +300,10 @@ def refunded_after_close(statement: Statement, previous: Statement | None):
             status=BillingStatus.REFUNDED,
             occurred_at__lt=statement.period_start,
         )
-        .annotate(closed_at=Subquery(closed_at))
-        .filter(closed_at__isnull=False, created_at__lte=F("closed_at"))
+        .annotate(carried_at=Coalesce(Subquery(covering), Subquery(carrying_late)))
+        .filter(carried_at__isnull=False, carried_at__lt=statement.frozen_at)
         .filter(Exists(refunds))
+        .exclude(Exists(paid))
     )
 
 
@@ -355,6 +379,15 @@ def close_period(*, organization: Organization, period_start: datetime, period_e
     now = now or timezone.now()
     if period_end > now:
         raise PeriodNotEnded(details={"period_end": period_end.isoformat()})
+    earlier = (
+        Statement.objects.filter(organization=organization, period_start__lt=period_start)
+        .exclude(status=Statement.Status.FINAL)
+        .order_by("period_start")
+        .first()
+    )
+    if earlier is not None:
+        # Late usage and refunds are carried in order: an earlier close comes first.
+        raise EarlierPeriodOpen(details={"period_start": earlier.period_start.isoformat()})
     statement = _open(organization, period_start, period_end)
     for step in STEPS:
         statement = _run_step(statement.pk, step, now)
@@ -400,10 +433,23 @@ def _run_step(statement_id: int, step: str, now: datetime) -> Statement:
         elif step == "finalize":
             statement.status = Statement.Status.FINAL
         elif step == "notify":
+            # Stamped by the email task once sent; a second enqueue finds it stamped.
             transaction.on_commit(lambda: _notify_soon(statement.pk))
+            return statement
         setattr(statement, STAMPS[step], getattr(statement, STAMPS[step]) or now)
         statement.save()
     return statement
+
+
+def mark_notified(statement_id: int) -> bool:
+    """Stamps the email as sent, once; False when it already was."""
+    with transaction.atomic():
+        statement = Statement.objects.select_for_update().get(pk=statement_id)
+        if statement.notified_at is not None:
+            return False
+        statement.notified_at = timezone.now()
+        statement.save(update_fields=["notified_at"])
+    return True
 
 
 def _check(statement_id: int, now: datetime) -> Statement:
@@ -506,12 +552,10 @@ def _push(statement: Statement) -> None:
         )
         statement.push_method = "meters"
         return
-    K = StatementLine.Kind
-    due = sum(
-        (line.amount for line in statement.lines.filter(kind__in=[K.USAGE, K.ADJUSTMENT,
-                                                                   K.CREDITS, K.WALLET, K.REFUND])),
-        ZERO,
-    )  # fmt: skip
+    # Everything the portal adds to the invoice: usage net of what credits, the wallet
+    # and refunds covered, adjustments, credit notes, volume credits and minimums (the
+    # base fee is the subscription's own price on Stripe).
+    due = statement.total_due - statement.base_fee
     if due <= 0:
         statement.push_method = "none"
         return
@@ -534,8 +578,9 @@ def _notify_soon(statement_id: int) -> None:
 
     try:
         send_statement.delay(statement_id)
-    except Exception:  # run in-process (eager): the email is retried by the task's rules
-        logger.warning("Statement %s email failed; it is retried", statement_id)
+    except Exception:  # eager (in-process) and failed: not stamped, the next close retries
+        logger.warning("Statement %s email failed; the next run of the close retries it",
+                       statement_id)  # fmt: skip
 
 
 def _alert_finance(statement_id: int) -> None:
@@ -558,34 +603,34 @@ def _alert_finance(statement_id: int) -> None:
 # --- what is due, and the email ---------------------------------------------------------------
 
 
-def periods_due(now: datetime | None = None) -> list[tuple[int, datetime, datetime]]:
-    """(organisation, start, end) of each last billing period that ended more than
-    ``STATEMENT_GRACE_HOURS`` ago without a final statement: the calendar month in the
-    organisation's time zone (a subscription's own period when it has one)."""
+def periods_due(now: datetime | None = None, *, look_back: int = 3):
+    """(organisation, start, end) of every billing period that ended more than
+    ``STATEMENT_GRACE_HOURS`` ago, among the last ``look_back``, without a final
+    statement, oldest first (a close runs after the earlier ones): calendar months in the
+    organisation's time zone."""
     from django.conf import settings
 
-    from apps.customers import billing
     from apps.pricing.periods import period_bounds
 
     now = now or timezone.now()
-    grace = timedelta(hours=settings.STATEMENT_GRACE_HOURS)
-    due = []
-    for organization in Organization.objects.filter(status=Organization.Status.ACTIVE):
-        start, _ = billing.billing_period(organization, now - grace)
-        previous_start, previous_end = billing.billing_period(
-            organization, start - timedelta(microseconds=1)
+    cutoff = now - timedelta(hours=settings.STATEMENT_GRACE_HOURS)
+    final = set(
+        Statement.objects.filter(status=Statement.Status.FINAL).values_list(
+            "organization_id", "period_start"
         )
-        if previous_end > now - grace:
-            continue
-        if previous_end != start:  # a subscription period that did not end where asked
-            previous_start, previous_end = period_bounds(
-                start - timedelta(microseconds=1), "month", organization.tz
-            )
-        final = Statement.objects.filter(
-            organization=organization, period_start=previous_start, status=Statement.Status.FINAL
-        ).exists()
-        if not final:
-            due.append((organization.pk, previous_start, previous_end))
+    )
+    due = []
+    for organization in Organization.objects.all():
+        start, end = period_bounds(cutoff, "month", organization.tz)
+        periods = []
+        for _ in range(look_back):
+            start, end = period_bounds(start - timedelta(microseconds=1), "month", organization.tz)
+            if start < organization.created_at - timedelta(days=31):
+                break
+            periods.append((start, end))
+        for start, end in reversed(periods):
+            if end <= cutoff and (organization.pk, start) not in final:
+                due.append((organization.pk, start, end))
     return due
 
 

@@ -108,13 +108,25 @@ def test_the_statement_email_has_a_chart_and_the_lines_as_csv(
 
 
 @pytest.mark.django_db
-def test_periods_due_are_the_ended_ones_without_a_final_statement(plan, settings):
+def test_periods_due_are_the_ended_ones_without_a_final_statement_oldest_first(plan, settings):
+    from apps.customers.models import Organization
+
     settings.STATEMENT_GRACE_HOURS = 48
     organization = OrganizationFactory(plan=plan)
+    Organization.objects.filter(pk=organization.pk).update(
+        created_at=timezone.now() - timedelta(days=75)
+    )
     now = timezone.now()
     due = [d for d in statements.periods_due(now) if d[0] == organization.pk]
-    (org_id, start, end) = due[0]
-    assert end <= now - timedelta(hours=48) and start < end
-    assert end == period_bounds(end - timedelta(days=1), MONTH, organization.tz)[1]
-    statements.close_period(organization=organization, period_start=start, period_end=end)
+    assert len(due) >= 2 and [d[1] for d in due] == sorted(d[1] for d in due)
+    for _, start, end in due:
+        assert end <= now - timedelta(hours=48) and start < end
+        assert end == period_bounds(end - timedelta(days=1), MONTH, organization.tz)[1]
+    # The later period waits for the earlier one.
+    statements._open(organization, due[0][1], due[0][2])  # opened, not closed
+    with pytest.raises(statements.EarlierPeriodOpen):
+        statements.close_period(organization=organization, period_start=due[1][1],
+                                period_end=due[1][2])  # fmt: skip
+    for _, start, end in due:
+        statements.close_period(organization=organization, period_start=start, period_end=end)
     assert not [d for d in statements.periods_due(now) if d[0] == organization.pk]

@@ -259,3 +259,26 @@ def test_volume_pricing_prices_every_unit_of_the_period_at_its_final_tier(plan):
     (credit,) = statement.lines.filter(kind=StatementLine.Kind.VOLUME_CREDIT)
     assert usage.amount == D("9.00")  # the crossing event was not negative
     assert credit.amount == D("-3.50") and statement.total_due == D("5.50")  # 110 x $0.05
+
+
+def test_a_paid_charge_refunded_after_close_goes_back_to_the_wallet_not_a_credit_note(catalog):
+    from apps.customers import wallets as wallet_service
+    from apps.usage import services
+    from apps.usage.models import BillingRecord
+
+    organization = OrganizationFactory(plan=catalog)
+    this_month, next_month = this_period(organization)
+    start, end = period_bounds(this_month - timedelta(days=1), MONTH, organization.tz)
+    charge = record(organization, "calls3", units=D(3000), at=start + timedelta(days=2))
+    statements.close_period(organization=organization, period_start=start, period_end=end)
+    services.transition(record=BillingRecord.objects.get(pk=charge.pk), to_status="completed",
+                        actor="stripe", reason="invoice paid")  # fmt: skip
+    services.refund_billing(organization=organization, billing_id=charge.billing_id,
+                            actor="staff", reason="goodwill")  # fmt: skip
+    assert wallet_service.wallet_balance(organization) == charge.total_amount  # refunded there
+
+    second = statements.close_period(
+        organization=organization, period_start=this_month, period_end=next_month,
+        now=next_month + timedelta(hours=1),
+    )  # fmt: skip
+    assert not second.lines.filter(kind=StatementLine.Kind.CREDIT_NOTE).exists()

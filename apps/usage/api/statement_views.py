@@ -78,6 +78,7 @@ def present_statement(statement: Statement, *, lines: bool = False) -> dict:
             for name in (
                 "usage_total",
                 "base_fee",
+                "minimums",
                 "credits_applied",
                 "wallet_paid",
                 "refunds",
