@@ -212,6 +212,13 @@ class FakeStripe:
                 return self.create_meter_event(params)
             case ("POST", ["invoiceitems"]):
                 return self.create_invoice_item(params)
+            case ("GET", ["invoiceitems"]):
+                items = [
+                    i
+                    for i in self._all("invoiceitem")
+                    if not params.get("customer") or i["customer"] == params["customer"]
+                ]
+                return self._list("/v1/invoiceitems", items, params)
             case ("POST", ["checkout", "sessions"]):
                 return self.create_checkout_session(params)
             case ("GET", ["checkout", "sessions", sid]):

@@ -82,14 +82,26 @@ class PeriodAlreadyClosed(PortalError):
 # --- which records ----------------------------------------------------------------------
 
 
-def counted(records):
-    """The records the rollup counts: all but postpaid charges voided before being paid."""
-    voided = Q(
-        status=BillingStatus.REFUNDED, billing_method=BillingMethod.PAYMENT_CHARGE
-    ) & ~Exists(
-        BillingEvent.objects.filter(record=OuterRef("pk"), to_status=BillingStatus.COMPLETED)
+def _moved(to_status: str, as_of: datetime | None):
+    events = BillingEvent.objects.filter(record=OuterRef("pk"), to_status=to_status)
+    return Exists(events.filter(created_at__lte=as_of) if as_of else events)
+
+
+def counted(records, as_of: datetime | None = None):
+    """The records the rollup counts: all but postpaid charges voided before being paid
+    (as they stood at ``as_of``: a statement reads its records as of its freeze, so what
+    happens to them later never changes what it counted)."""
+    voided = (
+        Q(billing_method=BillingMethod.PAYMENT_CHARGE)
+        & _moved(BillingStatus.REFUNDED, as_of)
+        & ~_moved(BillingStatus.COMPLETED, as_of)
     )
     return records.exclude(voided)
+
+
+def refunded_as_of(records, as_of: datetime):
+    """``records`` marked with whether they had been refunded at ``as_of``."""
+    return records.annotate(refunded_then=_moved(BillingStatus.REFUNDED, as_of))
 
 
 def frozen_records(statement: Statement):
@@ -99,7 +111,8 @@ def frozen_records(statement: Statement):
             occurred_at__gte=statement.period_start,
             occurred_at__lt=statement.period_end,
             created_at__lte=statement.frozen_at,
-        )
+        ),
+        as_of=statement.frozen_at,
     )
 
 
@@ -121,7 +134,7 @@ def late_records(statement: Statement, previous: Statement | None):
     records = records.filter(Exists(closed))
     if previous is not None:
         records = records.filter(created_at__gt=previous.frozen_at)
-    return counted(records)
+    return counted(records, as_of=statement.frozen_at)
 
 
 # --- building the lines ---------------------------------------------------------------------
@@ -220,8 +233,9 @@ def draft(statement: Statement, previous: Statement | None) -> Draft:
     if plan is not None and plan.base_fee and organization.subscription_status in BASE_FEE_STATUSES:
         result.add(K.BASE_FEE, f"{plan.name} plan", plan.base_fee, currency)
     by_method = {
-        (row["billing_method"], row["status"] == BillingStatus.REFUNDED): row["total"]
-        for row in records.values("billing_method", "status")
+        (row["billing_method"], row["refunded_then"]): row["total"]
+        for row in refunded_as_of(records, statement.frozen_at)
+        .values("billing_method", "refunded_then")
         .annotate(total=Sum("total_amount"))
         .order_by()
     }
@@ -242,13 +256,11 @@ def draft(statement: Statement, previous: Statement | None) -> Draft:
         product = products[row["product_id"]]
         result.add(K.ADJUSTMENT, f"{product.name}: late usage of a closed period",
                    row["total"] or ZERO, currency, product=product)  # fmt: skip
-    late_prepaid = (
-        late.filter(
-            billing_method__in=[BillingMethod.CREDIT_CONSUMPTION, BillingMethod.WALLET_DEDUCTION]
-        )
-        .exclude(status=BillingStatus.REFUNDED)
-        .aggregate(total=Sum("total_amount"))["total"]
-    )
+    late = refunded_as_of(late, statement.frozen_at)
+    late_prepaid = late.filter(
+        billing_method__in=[BillingMethod.CREDIT_CONSUMPTION, BillingMethod.WALLET_DEDUCTION],
+        refunded_then=False,
+    ).aggregate(total=Sum("total_amount"))["total"]
     if late_prepaid:
         result.add(K.ADJUSTMENT, "Late usage already paid from credits or the wallet",
                    -late_prepaid, currency)  # fmt: skip
@@ -561,8 +573,16 @@ def _push(statement: Statement) -> None:
         return
     from apps.pricing.cost_engine import to_minor_units
 
+    key = billing.api_key()
+    # Stripe keeps an idempotency key for a day: a retry later than that finds the item
+    # by the statement it names instead of creating a second one.
+    for existing in stripe.InvoiceItem.list(api_key=key, customer=customer.id,
+                                            limit=100).auto_paging_iter():  # fmt: skip
+        if (existing.get("metadata") or {}).get("statement") == str(statement.pk):
+            statement.push_method, statement.stripe_invoice_item_id = "invoice_item", existing["id"]
+            return
     item = stripe.InvoiceItem.create(
-        api_key=billing.api_key(),
+        api_key=key,
         customer=customer.id,
         amount=to_minor_units(due, statement.currency),
         currency=statement.currency.lower(),

@@ -130,3 +130,21 @@ def test_periods_due_are_the_ended_ones_without_a_final_statement_oldest_first(p
     for _, start, end in due:
         statements.close_period(organization=organization, period_start=start, period_end=end)
     assert not [d for d in statements.periods_due(now) if d[0] == organization.pk]
+
+
+@pytest.mark.django_db
+def test_an_invoice_item_stripe_already_has_is_found_not_made_again(stripe_org, fake_stripe):
+    """A push retried after Stripe's idempotency window: the item is found by the statement
+    it names."""
+    statement = statements.close_period(**bounds(stripe_org), until="check")
+    fake_stripe.create_invoice_item(
+        {
+            "customer": billing.customer_of(stripe_org).id,
+            "amount": 750,
+            "currency": "usd",
+            "metadata": {"statement": str(statement.pk)},
+        }
+    )  # fmt: skip  (made by a push whose commit was lost)
+    final = statements.close_period(**bounds(stripe_org))
+    (item,) = pushed(fake_stripe, stripe_org)
+    assert final.stripe_invoice_item_id == item["id"]

@@ -282,3 +282,30 @@ def test_a_paid_charge_refunded_after_close_goes_back_to_the_wallet_not_a_credit
         now=next_month + timedelta(hours=1),
     )  # fmt: skip
     assert not second.lines.filter(kind=StatementLine.Kind.CREDIT_NOTE).exists()
+
+
+def test_a_statement_reads_its_records_as_of_its_freeze(catalog):
+    """A charge voided after the freeze but before the lines are built is counted by this
+    statement as it stood, and credited once, on the next one."""
+    from apps.usage import books, services
+
+    organization = OrganizationFactory(plan=catalog)
+    this_month, next_month = this_period(organization)
+    start, end = period_bounds(this_month - timedelta(days=1), MONTH, organization.tz)
+    charge = record(organization, "calls3", units=D(3000), at=start + timedelta(days=2))
+    statements.close_period(organization=organization, period_start=start, period_end=end,
+                            until="freeze")  # fmt: skip
+    services.refund_billing(organization=organization, billing_id=charge.billing_id,
+                            actor="staff", reason="goodwill")  # fmt: skip
+    first = statements.close_period(organization=organization, period_start=start, period_end=end)
+
+    assert first.status == Statement.Status.FINAL, first.mismatch  # no false mismatch
+    assert first.usage_total == round_money(charge.total_amount, "USD")
+    assert not first.lines.filter(kind=StatementLine.Kind.REFUND).exists()
+    second = statements.close_period(
+        organization=organization, period_start=this_month, period_end=next_month,
+        now=next_month + timedelta(hours=1),
+    )  # fmt: skip
+    (note,) = second.lines.filter(kind=StatementLine.Kind.CREDIT_NOTE)
+    assert note.amount_unrounded == -charge.total_amount
+    assert books.statements_cover_records() == []
