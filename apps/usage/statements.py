@@ -230,7 +230,8 @@ def draft(statement: Statement, previous: Statement | None) -> Draft:
         if true_up:
             result.add(K.MINIMUM, f"{product.name}: minimum of {minimum} per period", true_up,
                        currency, product=product, dimension=dimension)  # fmt: skip
-    if plan is not None and plan.base_fee and organization.subscription_status in BASE_FEE_STATUSES:
+    status = organization_as_of(organization, statement.period_end - timedelta(microseconds=1))
+    if plan is not None and plan.base_fee and status.subscription_status in BASE_FEE_STATUSES:
         result.add(K.BASE_FEE, f"{plan.name} plan", plan.base_fee, currency)
     by_method = {
         (row["billing_method"], row["refunded_then"]): row["total"]
@@ -413,13 +414,23 @@ def _open(organization, period_start, period_end) -> Statement:
 
     with transaction.atomic():
         organization = lock_organization(organization.pk)
+        as_it_was = organization_as_of(organization, period_end - timedelta(microseconds=1))
         statement, _ = Statement.objects.get_or_create(
             organization=organization,
             period_start=period_start,
             defaults={"period_end": period_end, "currency": organization.currency,
-                      "plan": organization.plan},
+                      "plan_id": as_it_was.plan_id},
         )  # fmt: skip
     return statement
+
+
+def organization_as_of(organization: Organization, instant: datetime):
+    """The organisation as its audit history has it at ``instant`` (its plan and
+    subscription status then, not after a change at renewal); itself without history."""
+    try:
+        return organization.history.as_of(instant)
+    except Organization.DoesNotExist:
+        return organization
 
 
 def _run_step(statement_id: int, step: str, now: datetime) -> Statement:

@@ -309,3 +309,20 @@ def test_a_statement_reads_its_records_as_of_its_freeze(catalog):
     (note,) = second.lines.filter(kind=StatementLine.Kind.CREDIT_NOTE)
     assert note.amount_unrounded == -charge.total_amount
     assert books.statements_cover_records() == []
+
+
+def test_the_plan_and_base_fee_are_those_of_the_period_not_of_the_close(catalog):
+    from apps.pricing.models import Plan
+
+    organization = OrganizationFactory(plan=catalog, subscription_status="active")
+    this_month, _ = this_period(organization)
+    start, end = period_bounds(this_month - timedelta(days=1), MONTH, organization.tz)
+    # Its state during the period, as the audit history has it (the creation, dated then).
+    organization.history.update(history_date=start + timedelta(days=1))
+    bigger = Plan.objects.create(code="bigger", name="Bigger", base_fee=D(999), currency="USD")
+    organization.plan = bigger
+    organization.save()  # changed at renewal, before the close
+
+    statement = statements.close_period(organization=organization, period_start=start,
+                                        period_end=end)  # fmt: skip
+    assert statement.plan == catalog and statement.base_fee == catalog.base_fee
