@@ -119,52 +119,18 @@ def confirm_and_apply(
     return TemplateResponse(request, "admin/action_confirmation.html", context)
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
-def _csv_cell(value) -> str:
-    text = "" if value is None else str(value)
-    return (
-        f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _number(text) else text
-    )
-
-
-def _number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 @admin.action(description="Export the selection as CSV", permissions=["view"])
 def export_as_csv(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet):
     """Every concrete field of the selected rows, streamed in chunks: a selection of a
     million rows never sits in memory. (Select all, then this action, exports the whole
     filtered list.) Offered on the lists of records, ledgers, budgets and organisations,
     not where a row holds a secret (API keys, alert targets, Stripe's keys)."""
-    import csv
-
-    from django.http import StreamingHttpResponse
+    from billing_portal.csv_stream import streaming_csv
 
     meta = modeladmin.model._meta
-    fields = list(meta.concrete_fields)
-    writer = csv.writer(_Echo())
-
-    def rows():
-        yield writer.writerow([f.attname for f in fields])
-        for row in (
-            queryset.order_by("pk")
-            .values_list(*[f.attname for f in fields])
-            .iterator(chunk_size=5000)
-        ):
-            yield writer.writerow([_csv_cell(value) for value in row])
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{meta.model_name}.csv"'
-    return response
+    names = [field.attname for field in meta.concrete_fields]
+    rows = queryset.order_by("pk").values_list(*names).iterator(chunk_size=5000)
+    return streaming_csv(names, rows, f"{meta.model_name}.csv")
 
 
 class EstimatedCountPaginator(Paginator):

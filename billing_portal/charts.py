@@ -3,7 +3,7 @@
 Each chart has a fixed viewBox and scales to its container's width, so the page reserves
 its space before anything is drawn. Every bar or point carries a ``<title>`` (the browser's
 tooltip, read by screen readers); the pages print the same figures in a table next to it.
-Values are Decimals; only the pixel positions are computed in floats.
+Values and pixel positions are Decimals throughout (no float), printed to a tenth of a pixel.
 """
 
 from __future__ import annotations
@@ -53,9 +53,13 @@ def nice_ceiling(value: Decimal) -> tuple[Decimal, Decimal]:
     return power * 40, power * 10  # pragma: no cover - factor 10 always fits
 
 
-def _y(value: Decimal, top: Decimal) -> float:
-    plot = HEIGHT - TOP - BOTTOM
-    return TOP + plot - float(value / top) * plot
+def _slot(count: int) -> Decimal:
+    return Decimal(WIDTH - LEFT - RIGHT) / max(1, count)
+
+
+def _y(value: Decimal, top: Decimal) -> Decimal:
+    plot = Decimal(HEIGHT - TOP - BOTTOM)
+    return TOP + plot - value / top * plot
 
 
 def _axis(top: Decimal, step: Decimal, fmt: Callable[[Decimal], str]) -> list[str]:
@@ -73,7 +77,7 @@ def _axis(top: Decimal, step: Decimal, fmt: Callable[[Decimal], str]) -> list[st
     return parts
 
 
-def _x_labels(days: Sequence[date], slot: float) -> list[str]:
+def _x_labels(days: Sequence[date], slot: Decimal) -> list[str]:
     every = max(1, -(-len(days) // 8))  # at most about eight labels
     parts = []
     for index, day in enumerate(days):
@@ -105,8 +109,8 @@ def stacked_bars(
     totals = [sum((s.values[i] for s in series), Decimal(0)) for i in range(len(days))]
     top, step = nice_ceiling(max(totals, default=Decimal(0)))
     parts = _axis(top, step, fmt)
-    slot = (WIDTH - LEFT - RIGHT) / max(1, len(days))
-    bar = max(1.0, slot * 0.72)
+    slot = _slot(len(days))
+    bar = max(Decimal(1), slot * Decimal("0.72"))
     for index, day in enumerate(days):
         x = LEFT + slot * index + (slot - bar) / 2
         base = Decimal(0)
@@ -117,7 +121,7 @@ def stacked_bars(
             y_top, y_bottom = _y(base + value, top), _y(base, top)
             parts.append(
                 f'<rect x="{x:.1f}" y="{y_top:.1f}" width="{bar:.1f}" '
-                f'height="{max(0.5, y_bottom - y_top):.1f}" fill="{item.colour}">'
+                f'height="{max(Decimal("0.5"), y_bottom - y_top):.1f}" fill="{item.colour}">'
                 f"<title>{day:%Y-%m-%d} · {escape(item.label)}: {escape(fmt(value))}</title></rect>"
             )
             base += value
@@ -141,7 +145,7 @@ def spend_line(
         values.append(limit)
     top, step = nice_ceiling(max(values, default=Decimal(0)))
     parts = _axis(top, step, fmt)
-    slot = (WIDTH - LEFT - RIGHT) / max(1, len(days))
+    slot = _slot(len(days))
 
     def path(points: Sequence[Decimal | None]) -> str:
         coords = [
@@ -189,14 +193,14 @@ def horizontal_bars(
     parts = []
     for index, (name, value) in enumerate(rows):
         y = 4 + index * row_height
-        length = float(value / top) * (width - left - 110)
+        length = max(Decimal(1), value / top * (width - left - 110))
         parts.append(
             f'<text x="{left - 8}" y="{y + 17}" text-anchor="end" font-size="13" '
             f'fill="#1f2933">{escape(name)}</text>'
-            f'<rect x="{left}" y="{y + 4}" width="{max(1.0, length):.1f}" height="18" '
+            f'<rect x="{left}" y="{y + 4}" width="{length:.1f}" height="18" '
             f'fill="{PALETTE[index % len(PALETTE)]}"><title>{escape(name)}: '
             f"{escape(fmt(value))}</title></rect>"
-            f'<text x="{left + max(1.0, length) + 6:.1f}" y="{y + 17}" font-size="12" '
+            f'<text x="{left + length + 6:.1f}" y="{y + 17}" font-size="12" '
             f'fill="#52606d">{escape(fmt(value))}</text>'
         )
     return mark_safe(

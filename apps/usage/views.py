@@ -3,12 +3,11 @@ product, by end user, and its CSV export. Everything reads the daily rollup."""
 
 from __future__ import annotations
 
-import csv
 from datetime import date, timedelta
 from decimal import Decimal
 
 from django import forms
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from apps.customers.access import member_view
@@ -18,8 +17,8 @@ from apps.pricing.cost_engine import format_quantity
 from apps.pricing.models import Product, ServiceType
 from apps.pricing.periods import local_day
 from apps.usage import selectors
-from apps.usage.models import DailyUsage
 from billing_portal import charts
+from billing_portal.csv_stream import streaming_csv
 
 ZERO = Decimal(0)
 MAX_DAYS = 366
@@ -154,17 +153,6 @@ def usage(request: HttpRequest) -> HttpResponse:
     )
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
-def _cell(text: str) -> str:
-    """A text cell a spreadsheet will not run as a formula (``user_id`` comes from API
-    callers): one starting with = + - @ or a tab is prefixed with an apostrophe."""
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 @member_view()
 def usage_export(request: HttpRequest) -> HttpResponse:
     """The range as CSV, one row per day, product, end user and billing method, streamed
@@ -181,26 +169,17 @@ def usage_export(request: HttpRequest) -> HttpResponse:
         .select_related("product")
         .order_by("day", "service_type", "product__code", "user_id", "billing_method")
     )
-    writer = csv.writer(_Echo())
-
-    def rows():
-        yield writer.writerow(
-            ["day", "service_type", "product_id", "user_id", "billing_method", "quantity",
-             "events", "cost", "currency"]
-        )  # fmt: skip
-        currency = request.organization.currency
-        for item in queryset.iterator(chunk_size=2000):
-            item: DailyUsage
-            yield writer.writerow(
-                [item.day.isoformat(), item.service_type, item.product.code, _cell(item.user_id),
-                 item.billing_method, format_quantity(item.quantity), item.event_count,
-                 format_quantity(item.cost), currency]
-            )  # fmt: skip
-
+    currency = request.organization.currency
+    rows = (
+        [item.day.isoformat(), item.service_type, item.product.code, item.user_id,
+         item.billing_method, format_quantity(item.quantity), item.event_count,
+         format_quantity(item.cost), currency]
+        for item in queryset.iterator(chunk_size=2000)
+    )  # fmt: skip
+    header = ["day", "service_type", "product_id", "user_id", "billing_method", "quantity",
+              "events", "cost", "currency"]  # fmt: skip
     name = f"usage-{request.organization.slug}-{data['start']}-{data['end']}.csv"
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
+    return streaming_csv(header, rows, name)
 
 
 # --- statements ---------------------------------------------------------------------------
