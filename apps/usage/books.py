@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db import connection
 from django.db.models import Exists, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
@@ -33,6 +32,7 @@ from apps.usage.models import (
     UsageEvent,
 )
 from apps.usage.statements import counted
+from apps.usage.sums import exact_sum, exact_sums
 
 ZERO = Decimal(0)
 
@@ -46,26 +46,6 @@ class Difference:
 
     def __str__(self) -> str:
         return f"{self.check}: {self.subject}: expected {self.expected}, found {self.found}"
-
-
-def exact_sum(queryset, field: str) -> Decimal:
-    """SUM on PostgreSQL (numeric, exact); elsewhere in Python over the stored decimals
-    (SQLite sums decimals as binary floats)."""
-    if connection.vendor == "postgresql":
-        return queryset.aggregate(total=Sum(field))["total"] or ZERO
-    return sum((value for value in queryset.values_list(field, flat=True).iterator(5000)), ZERO)
-
-
-def exact_sums(queryset, key: str, field: str) -> dict:
-    if connection.vendor == "postgresql":
-        return {
-            row[key]: row["total"]
-            for row in queryset.values(key).annotate(total=Sum(field)).order_by()
-        }
-    totals: dict = {}
-    for group, value in queryset.values_list(key, field).iterator(5000):
-        totals[group] = totals.get(group, ZERO) + value
-    return totals
 
 
 def check_books(*, now=None) -> list[Difference]:

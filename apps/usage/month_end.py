@@ -15,6 +15,7 @@ from django.http import HttpResponse
 from apps.pricing.models import BillingMethod
 from apps.usage.books import check_books
 from apps.usage.models import BillingRecord, BillingStatus, DailyUsage, Statement
+from billing_portal.csv_stream import safe_cell
 
 ZERO = Decimal(0)
 COLUMNS = ["section", "item", "currency", "amount", "count"]
@@ -100,7 +101,7 @@ def download(report_data: dict, month: date, fmt: str) -> HttpResponse:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(COLUMNS)
-        writer.writerows(report_data["rows"])
+        writer.writerows([safe_cell(value) for value in row] for row in report_data["rows"])
         response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
     else:
         from openpyxl import Workbook

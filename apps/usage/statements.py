@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q, Subquery, Sum
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -54,6 +54,7 @@ from apps.usage.models import (
     Statement,
     StatementLine,
 )
+from apps.usage.sums import exact_sum, exact_sums
 from billing_portal.errors import PortalError
 
 logger = logging.getLogger(__name__)
@@ -212,10 +213,10 @@ def draft(statement: Statement, previous: Statement | None) -> Draft:
     # A price with a minimum charge per period: what the period's usage of that dimension
     # cost is topped up to it (for the dimensions used in the period).
     last_instant = statement.period_end - timedelta(microseconds=1)
+    pricing_plan = pricing_selectors.effective_plan(plan)
     for (product_id, dimension), s in sorted(usage.items(), key=lambda item: item[0]):
         product = products[product_id]
-        sheet = pricing_selectors.price_sheet(plan=pricing_selectors.effective_plan(plan),
-                                              product=product)  # fmt: skip
+        sheet = pricing_selectors.price_sheet(plan=pricing_plan, product=product)
         version = sheet.rule_at(dimension, last_instant)
         if version is not None and version.terms.model == PricingModel.VOLUME:
             # Events were priced as the period grew; the period's tier now prices every
@@ -233,47 +234,42 @@ def draft(statement: Statement, previous: Statement | None) -> Draft:
     status = organization_as_of(organization, statement.period_end - timedelta(microseconds=1))
     if plan is not None and plan.base_fee and status.subscription_status in BASE_FEE_STATUSES:
         result.add(K.BASE_FEE, f"{plan.name} plan", plan.base_fee, currency)
-    by_method = {
-        (row["billing_method"], row["refunded_then"]): row["total"]
-        for row in refunded_as_of(records, statement.frozen_at)
-        .values("billing_method", "refunded_then")
-        .annotate(total=Sum("total_amount"))
-        .order_by()
-    }
-    paid_by = defaultdict(lambda: ZERO)
-    for (method, refunded), total in by_method.items():
-        paid_by[(method, refunded)] += total or ZERO
-    refunded = sum((v for (m, r), v in paid_by.items() if r), ZERO)
+    paid_by = exact_sums(
+        refunded_as_of(records, statement.frozen_at),
+        ["billing_method", "refunded_then"],
+        "total_amount",
+    )
+    refunded = sum((v for (_, was_refunded), v in paid_by.items() if was_refunded), ZERO)
     if refunded:
         result.add(K.REFUND, "Refunded usage", -refunded, currency)
-    credits = paid_by[(BillingMethod.CREDIT_CONSUMPTION, False)]
+    credits = paid_by.get((BillingMethod.CREDIT_CONSUMPTION, False), ZERO)
     if credits:
         result.add(K.CREDITS, "Paid with credits", -credits, currency)
-    wallet = paid_by[(BillingMethod.WALLET_DEDUCTION, False)]
+    wallet = paid_by.get((BillingMethod.WALLET_DEDUCTION, False), ZERO)
     if wallet:
         result.add(K.WALLET, "Paid from the prepaid wallet", -wallet, currency)
     late = late_records(statement, previous)
-    for row in late.values("product_id").annotate(total=Sum("total_amount")).order_by("product_id"):
-        product = products[row["product_id"]]
-        result.add(K.ADJUSTMENT, f"{product.name}: late usage of a closed period",
-                   row["total"] or ZERO, currency, product=product)  # fmt: skip
+    for product_id, total in sorted(exact_sums(late, "product_id", "total_amount").items()):
+        product = products[product_id]
+        result.add(K.ADJUSTMENT, f"{product.name}: late usage of a closed period", total,
+                   currency, product=product)  # fmt: skip
     late = refunded_as_of(late, statement.frozen_at)
-    late_prepaid = late.filter(
-        billing_method__in=[BillingMethod.CREDIT_CONSUMPTION, BillingMethod.WALLET_DEDUCTION],
-        refunded_then=False,
-    ).aggregate(total=Sum("total_amount"))["total"]
+    late_prepaid = exact_sum(
+        late.filter(
+            billing_method__in=[BillingMethod.CREDIT_CONSUMPTION, BillingMethod.WALLET_DEDUCTION],
+            refunded_then=False,
+        ),
+        "total_amount",
+    )
     if late_prepaid:
         result.add(K.ADJUSTMENT, "Late usage already paid from credits or the wallet",
                    -late_prepaid, currency)  # fmt: skip
-    late_refunded = late.filter(status=BillingStatus.REFUNDED).aggregate(total=Sum("total_amount"))[
-        "total"
-    ]
+    late_refunded = exact_sum(late.filter(refunded_then=True), "total_amount")
     if late_refunded:  # as the period's own refunds are
         result.add(K.ADJUSTMENT, "Late usage refunded", -late_refunded, currency)
-    credited = refunded_after_close(statement, previous).aggregate(total=Sum("total_amount"))
-    if credited["total"]:
-        result.add(K.CREDIT_NOTE, "Refunded charges of a closed period", -credited["total"],
-                   currency)  # fmt: skip
+    credited = exact_sum(refunded_after_close(statement, previous), "total_amount")
+    if credited:
+        result.add(K.CREDIT_NOTE, "Refunded charges of a closed period", -credited, currency)
     return result
 
 
@@ -328,27 +324,22 @@ def cross_check(statement: Statement) -> dict:
     records for every day the period touches; empty when they agree exactly."""
     problems: dict = {}
     records = frozen_records(statement)
-    from_records = records.aggregate(total=Sum("total_amount"))["total"] or ZERO
-    from_lines = (
-        statement.lines.filter(kind=StatementLine.Kind.USAGE).aggregate(
-            total=Sum("amount_unrounded")
-        )["total"]
-        or ZERO
+    from_records = exact_sum(records, "total_amount")
+    from_lines = exact_sum(
+        statement.lines.filter(kind=StatementLine.Kind.USAGE), "amount_unrounded"
     )
     if from_lines != from_records:
         problems["lines"] = {"lines": str(from_lines), "records": str(from_records)}
     tz = statement.organization.tz
     first = local_day(statement.period_start, tz)
     last = local_day(statement.period_end - timedelta(microseconds=1), tz)
-    rollup = {
-        (row["day"], row["product_id"]): row["cost"]
-        for row in DailyUsage.objects.filter(
+    rollup = exact_sums(
+        DailyUsage.objects.filter(
             organization_id=statement.organization_id, day__gte=first, day__lte=last
-        )
-        .values("day", "product_id")
-        .annotate(cost=Sum("cost"))
-        .order_by()
-    }
+        ),
+        ["day", "product_id"],
+        "cost",
+    )
     start = datetime.combine(first, datetime.min.time(), tzinfo=tz)
     end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=tz)
     raw: dict = defaultdict(lambda: ZERO)
@@ -677,6 +668,7 @@ def statement_email(statement_id: int):
 
     from apps.customers.templatetags.billing import money
     from billing_portal import charts
+    from billing_portal.csv_stream import safe_cell
 
     statement = Statement.objects.select_related("organization", "plan").get(pk=statement_id)
     lines = list(statement.lines.select_related("product"))
@@ -702,11 +694,11 @@ def statement_email(statement_id: int):
                      "included_quantity", "billable_quantity", "unit_price", "amount_unrounded",
                      "amount", "currency"])  # fmt: skip
     for line in lines:
-        writer.writerow([line.position, line.kind, line.description,
-                         line.product.code if line.product else "", line.dimension,
-                         line.quantity, line.included_quantity, line.billable_quantity,
-                         line.unit_price, line.amount_unrounded, line.amount,
-                         statement.currency])  # fmt: skip
+        cells = [line.position, line.kind, line.description,
+                 line.product.code if line.product else "", line.dimension, line.quantity,
+                 line.included_quantity, line.billable_quantity, line.unit_price,
+                 line.amount_unrounded, line.amount, statement.currency]  # fmt: skip
+        writer.writerow([safe_cell(value) for value in cells])
     message = EmailMultiAlternatives(
         subject=f"Your statement for {period}: {money(statement.total_due, statement.currency)}",
         body=text,

@@ -35,7 +35,9 @@ def settle(*, organization, start: datetime, end: datetime, to_status: str, reas
     while True:
         chunk = _settle_chunk(organization, start, end, to_status, reason)
         moved += chunk
-        if chunk < CHUNK:
+        # Until a chunk finds nothing: a chunk may come back short while more remain
+        # (rows another transaction moved are dropped once locked).
+        if chunk == 0:
             return moved
 
 

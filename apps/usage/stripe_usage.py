@@ -83,6 +83,10 @@ def report_all(*, now: datetime | None = None) -> RunReport:
 
 
 def report_organization(organization_id, customer_id, products, *, now, run: RunReport) -> None:
+    """What each (product, day, part) still owes the meters, then one event at a time, each
+    sent and recorded in its own transaction under the organisation's lock: a failure
+    loses at most the record of the one event in flight (its identifier is derived again
+    by the next run), never the records of the events already sent."""
     with transaction.atomic():
         organization = billing.lock_organization(organization_id)
         tz = organization.tz
@@ -99,23 +103,26 @@ def report_organization(organization_id, customer_id, products, *, now, run: Run
             .annotate(cost=Sum("cost"))
             .order_by("day", "product_id")
         )
-        reported = {
-            (row["product_id"], row["day"], row["segment_start"]): row["units"]
-            for row in StripeUsageReport.objects.filter(organization=organization, day__gte=since)
-            .values("product_id", "day", "segment_start")
-            .annotate(units=Sum("value"))
-            .order_by()
-        }
         boundaries = period_boundaries(organization, customer_id, since=_midnight(since, tz))
+        owed = []
         for row in costs:
             product, day = products[row["product_id"]], row["day"]
             start, end = _midnight(day, tz), _midnight(day + timedelta(days=1), tz)
             inside = [b for b in boundaries if start < b < end]
             for segment in _segments(organization, product, row["cost"], start, end, inside):
-                before = reported.get((product.pk, day, segment.start), 0)
-                missing = meter_units(segment.cost) - before
-                if missing <= 0:
-                    continue
+                owed.append((product, day, segment))
+    for product, day, segment in owed:
+        with transaction.atomic():
+            organization = billing.lock_organization(organization_id)
+            before = (
+                StripeUsageReport.objects.filter(
+                    organization=organization, product=product, day=day,
+                    segment_start=segment.start,
+                ).aggregate(units=Sum("value"))["units"]
+                or 0
+            )  # fmt: skip
+            missing = meter_units(segment.cost) - before
+            if missing > 0:
                 _send(organization, customer_id, product, day, segment, before, missing, now, run)
 
 

@@ -101,7 +101,6 @@ def usage(request: HttpRequest) -> HttpResponse:
     filters = _filters(request, data)
     rows = selectors.usage_aggregations(group_by=["day", split], **filters)
     key = split
-    labels = {}
     if split == "product":
         labels = dict(Product.objects.values_list("code", "name"))
     else:
@@ -132,7 +131,6 @@ def usage(request: HttpRequest) -> HttpResponse:
     table = sorted(
         ({**row, "label": labels.get(row[key], row[key])} for row in rows),
         key=lambda row: (row["day"], -row["cost"]),
-        reverse=False,
     )
     return page(
         request,
@@ -200,8 +198,6 @@ def statements(request: HttpRequest) -> HttpResponse:
 
 def _statement_context(request: HttpRequest, statement_id: int) -> dict:
     from django.shortcuts import get_object_or_404
-
-    from apps.pricing.periods import local_day
 
     statement = get_object_or_404(_final_statements(request), pk=statement_id)
     tz = request.organization.tz

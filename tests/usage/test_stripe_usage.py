@@ -306,3 +306,20 @@ def test_the_books_compare_each_stripe_invoice_line_with_the_periods_charges(
         "150",
         "30",
     )
+
+
+def test_a_send_that_fails_keeps_the_record_of_the_events_already_sent(
+    api_client, key, metered, fake_stripe, calls, llm
+):
+    record(api_client, key, {"product_id": "calls", "usage_amount": 100}, "f1")
+    record(api_client, key, {"product_id": "llm", "dimensions": {"input_tokens": 5000}}, "f2")
+    assert calls.pk < llm.pk  # calls is sent first
+    llm_meter = next(k for k, o in fake_stripe.objects.items()
+                     if o.get("object") == "billing.meter"
+                     and o["event_name"] == llm.stripe_meter_event_name)  # fmt: skip
+    fake_stripe.objects[llm_meter]["event_name"] = "renamed"  # Stripe refuses the second event
+
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_usage.report_all()
+
+    assert list(StripeUsageReport.objects.values_list("product_id", flat=True)) == [calls.pk]
