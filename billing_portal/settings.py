@@ -255,6 +255,9 @@ STRIPE_PAST_DUE_GRACE_DAYS = env.int("STRIPE_PAST_DUE_GRACE_DAYS", default=7)
 # A period is closed this long after it ends; usage of a closed period recorded later is
 # billed as an adjustment on the next statement.
 STATEMENT_GRACE_HOURS = env.int("STATEMENT_GRACE_HOURS", default=48)
+# The build of a statement waits this long at most for transactions begun before its
+# freeze to end (they may hold records of the period); then the close is retried.
+STATEMENT_FREEZE_WAIT_SECONDS = env.int("STATEMENT_FREEZE_WAIT_SECONDS", default=30)
 
 # --- Demo ----------------------------------------------------------------------------
 # seed_demo refuses to run where this is off (always off in production).

@@ -307,3 +307,16 @@ class StatementLine(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"{self.statement_id}#{self.position} {self.description}"
+
+    @classmethod
+    def discard_stopped_build(cls, statement_id: int) -> int:
+        """The one removal of lines: those of a build whose cross-check failed, before a
+        re-run builds them again. Such lines were never final, pushed or sent; the
+        statement's ``mismatch`` keeps what was found. Any other statement: nothing."""
+        stopped = Statement.objects.filter(
+            pk=statement_id, status=Statement.Status.MISMATCH, pushed_at__isnull=True
+        )
+        if not stopped.exists():
+            return 0
+        deleted, _ = models.QuerySet.delete(cls.objects.filter(statement_id=statement_id))
+        return deleted

@@ -12,11 +12,16 @@ second worker, serialised by the organisation's row lock) resumes after the last
 
 1. **freeze**: the statement row exists for (organisation, period start); records
    created after ``frozen_at`` for this period are late and go to the next statement;
-2. **build**: lines from the frozen billing records (their per-dimension breakdown);
+2. **build**: once no transaction begun before the freeze is still open (the freeze's
+   watermark, ``wait_for_writers``), lines from the frozen billing records (their
+   per-dimension breakdown);
 3. **check**: the lines agree exactly with the records' own totals, and the daily rollup
    agrees exactly with the records for every day the period touches (read in one
    snapshot); otherwise the statement stops as ``mismatch`` with the differences;
 4. **finalise**: the statement is final and never changes again.
+
+A stopped statement is run again by ``rerun`` once the records or the rollup are put
+right: its lines are built again (they never went out) and the close goes on.
 
 Which records count is what the rollup counts: every record but a postpaid charge voided
 before it was paid.
@@ -72,6 +77,12 @@ class EarlierPeriodOpen(PortalError):
     code = "earlier_period_open"
     status_code = 409
     message = "An earlier period of this organisation is not closed yet; close it first."
+
+
+class WritersInFlight(PortalError):
+    code = "close_writers_in_flight"
+    status_code = 503
+    message = "Transactions begun before the freeze are still open; the close is retried."
 
 
 class PeriodAlreadyClosed(PortalError):
@@ -394,6 +405,8 @@ def close_period(*, organization: Organization, period_start: datetime, period_e
         raise EarlierPeriodOpen(details={"period_start": earlier.period_start.isoformat()})
     statement = _open(organization, period_start, period_end)
     for step in STEPS:
+        if step == "build" and statement.built_at is None and statement.frozen_at is not None:
+            wait_for_writers(statement.frozen_at)
         statement = _run_step(statement.pk, step, now)
         if statement.status == Statement.Status.MISMATCH or step == until:
             break
@@ -495,12 +508,57 @@ def _check(statement_id: int, now: datetime) -> Statement:
     return statement
 
 
+def wait_for_writers(frozen_at: datetime) -> None:
+    """The freeze's watermark: a record stamped before ``frozen_at`` may still be in a
+    transaction that has not committed; building before it does would leave it out of
+    this statement and, being stamped before the freeze, out of the next one's late usage.
+    So the build waits until no other transaction of the database that began at or before
+    the freeze is still open (PostgreSQL's ``pg_stat_activity``; the records' stamps and
+    the database's clock are assumed within a second of each other, as on hosts that keep
+    time). After ``STATEMENT_FREEZE_WAIT_SECONDS`` it raises WritersInFlight and the
+    close's task is retried. Other databases have one writer at a time: nothing to wait."""
+    import time
+
+    from django.conf import settings
+
+    if connection.vendor != "postgresql":
+        return
+    watermark = frozen_at + timedelta(seconds=1)
+    deadline = time.monotonic() + settings.STATEMENT_FREEZE_WAIT_SECONDS
+    pause = 0.02
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                " AND xact_start IS NOT NULL AND xact_start <= %s",
+                [watermark],
+            )
+            (open_before,) = cursor.fetchone()
+        if not open_before:
+            return
+        if time.monotonic() >= deadline:
+            raise WritersInFlight(details={"transactions": open_before,
+                                           "frozen_at": frozen_at.isoformat()})  # fmt: skip
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
 def rerun(statement: Statement, *, now: datetime | None = None) -> Statement:
-    """A stopped close, run again (after the records or the rollup were put right)."""
+    """A stopped close, run again (after the records or the rollup were put right): the
+    lines of the stopped build are dropped and built again from the records as they now
+    stand (nothing of them went out: a stopped close pushes and sends nothing), then the
+    check, the push and the rest run as for any close. The freeze stays."""
+    from apps.customers.billing import lock_organization
+
     with transaction.atomic():
-        Statement.objects.filter(pk=statement.pk, status=Statement.Status.MISMATCH).update(
-            status=Statement.Status.OPEN
+        lock_organization(statement.organization_id)
+        stopped = Statement.objects.filter(
+            pk=statement.pk, status=Statement.Status.MISMATCH, pushed_at__isnull=True
         )
+        if stopped.exists():
+            StatementLine.discard_stopped_build(statement.pk)
+            stopped.update(status=Statement.Status.OPEN, built_at=None, checked_at=None)
     return close_period(organization=statement.organization, period_start=statement.period_start,
                         period_end=statement.period_end, now=now)  # fmt: skip
 

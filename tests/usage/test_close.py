@@ -7,7 +7,7 @@ from decimal import Decimal as D
 
 import pytest
 from django.core import mail
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.customers import billing
@@ -88,6 +88,49 @@ def test_two_workers_closing_at_once_make_one_statement_and_one_push(stripe_org,
     assert statement.status == Statement.Status.FINAL
     assert len(pushed(fake_stripe, stripe_org)) == 1
     assert statement.lines.count() == len(set(statement.lines.values_list("description", "kind")))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+def test_the_build_waits_for_records_stamped_before_the_freeze_that_are_not_committed_yet(
+    plan, calls, settings
+):
+    """A record stamped before the freeze but committed after it would be in neither this
+    statement (built without it) nor the next (stamped before the freeze): the build waits."""
+    organization = OrganizationFactory(plan=plan)
+    record(organization, "calls", units=D(250))
+    writing, release = threading.Event(), threading.Event()
+
+    def writer():
+        try:
+            with transaction.atomic():
+                record(organization, "calls", units=D(100))  # stamped now, before the freeze
+                writing.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert writing.wait(timeout=10)
+    try:
+        # Not willing to wait: the close stops after the freeze, to be retried.
+        settings.STATEMENT_FREEZE_WAIT_SECONDS = 0
+        with pytest.raises(statements.WritersInFlight):
+            statements.close_period(**bounds(organization))
+        stopped = Statement.objects.get(organization=organization)
+        assert stopped.frozen_at is not None and stopped.built_at is None
+        assert not stopped.lines.exists()
+        # Willing to wait: the retry finishes once the writer has committed.
+        settings.STATEMENT_FREEZE_WAIT_SECONDS = 30
+        threading.Timer(0.5, release.set).start()
+        statement = statements.close_period(**bounds(organization))
+    finally:
+        release.set()
+        thread.join(timeout=30)
+
+    assert statement.status == Statement.Status.FINAL
+    assert statement.usage_total == D("3.50")  # $2.50 committed before, $1.00 during the wait
 
 
 @pytest.mark.django_db

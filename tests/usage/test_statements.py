@@ -185,6 +185,33 @@ def test_a_rollup_that_disagrees_with_the_records_stops_the_close(catalog):
     assert Statement.objects.filter(organization=organization).count() == 1
 
 
+def test_a_rerun_builds_the_lines_again_from_the_records_as_put_right(catalog):
+    from apps.usage.models import BillingRecord
+
+    organization = OrganizationFactory(plan=catalog)
+    charge = record(organization, "calls3", units=D(300))
+    good = charge.breakdown
+    wrong = [{**good[0], "amount": str(D(good[0]["amount"]) + D("0.02"))}]
+    BillingRecord.objects.filter(pk=charge.pk).update(breakdown=wrong)  # planted
+
+    statement = close(organization)
+    assert statement.status == Statement.Status.MISMATCH
+    assert set(statement.mismatch) == {"lines"}
+    stale = statement.lines.get(kind=StatementLine.Kind.USAGE).amount_unrounded
+    assert stale == charge.total_amount + D("0.02")
+
+    BillingRecord.objects.filter(pk=charge.pk).update(breakdown=good)  # put right
+    rerun = statements.rerun(statement, now=statement.period_end + timedelta(hours=2))
+
+    assert rerun.status == Statement.Status.FINAL and rerun.mismatch == {}
+    (line,) = rerun.lines.filter(kind=StatementLine.Kind.USAGE)
+    assert line.amount_unrounded == charge.total_amount
+    assert rerun.usage_total == round_money(charge.total_amount, "USD")
+    # A final statement's lines are never dropped again.
+    assert StatementLine.discard_stopped_build(rerun.pk) == 0
+    assert rerun.lines.count() == len(statements.draft(rerun, None).lines)
+
+
 def test_a_refund_after_close_is_a_credit_note_on_the_next_statement(catalog):
     from apps.usage import books, services
 
