@@ -10,6 +10,8 @@ from pathlib import Path
 
 import environ
 
+from billing_portal import logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -59,6 +61,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "billing_portal.monitoring.RequestMonitoringMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "billing_portal.middleware.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -72,7 +75,7 @@ MIDDLEWARE = [
 
 if PRODUCTION:
     # Static files are served by the portal itself (no CDN), compressed and fingerprinted.
-    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    MIDDLEWARE.insert(2, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "billing_portal.urls"
 WSGI_APPLICATION = "billing_portal.wsgi.application"
@@ -142,7 +145,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler, stamping a heartbeat in the cache as it ticks.
+CELERY_BEAT_SCHEDULER = "billing_portal.beat:HeartbeatScheduler"
+# Workers log through the portal's LOGGING (request ids, masking), not Celery's own setup.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Auth, i18n, static --------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -277,16 +283,13 @@ if PRODUCTION:
     SESSION_COOKIE_HTTPONLY = True
     X_FRAME_OPTIONS = "DENY"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "text"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        "stripe": {"level": "WARNING"},
-    },
-}
+# JSON lines in production (LOG_JSON=false for text), text in development; every line has
+# the request id, secrets masked (billing_portal.logs).
+LOGGING = logs.config(
+    json=env.bool("LOG_JSON", default=PRODUCTION), level=env.str("LOG_LEVEL", default="INFO")
+)
+# Requests slower than this are logged with their timing.
+SLOW_REQUEST_MS = env.int("SLOW_REQUEST_MS", default=1000)
+# /metrics: a scrape sends "Authorization: Bearer <METRICS_TOKEN>"; without a token set,
+# only loopback and private addresses may scrape.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

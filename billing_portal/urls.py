@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.permissions import AllowAny
 
 from apps.customers.webhooks import WebhookView
-from billing_portal import views
+from billing_portal import metrics, views
 
 api_v1 = [
     path("info", views.InfoApi.as_view(), name="info"),
@@ -21,6 +21,7 @@ urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
     path("health", views.health_view, name="health"),
     path("health/detailed", views.health_detailed_view, name="health-detailed"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     # The API's description is public; the API itself needs a key.
     path("api/schema/", SpectacularAPIView.as_view(**public), name="schema"),

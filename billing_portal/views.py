@@ -44,7 +44,7 @@ def health_view(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def health_detailed_view(request: HttpRequest) -> JsonResponse:
-    status, results = health.run_checks()
+    status, results = health.run_checks(detailed=True)
     return JsonResponse(
         {
             "status": status,

@@ -1,9 +1,51 @@
+import logging
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.db import connection
 
 from billing_portal.celery import app as celery_app
+
+# Everything the run logs, as the portal's own handler writes it (request ids, secrets
+# masked); at the end of the session it is searched for any secret that got through.
+RUN_LOG = Path(__file__).resolve().parent.parent / "artifacts" / "test-logs" / "run.log"
+
+
+def pytest_sessionstart(session):
+    from billing_portal import logs
+
+    RUN_LOG.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(RUN_LOG, mode="w", encoding="utf-8")
+    handler.addFilter(logs.RequestIdFilter())
+    handler.addFilter(logs.RedactFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s "
+                                           "[%(request_id)s] %(message)s"))  # fmt: skip
+    handler.set_name("test-run-log")
+    logging.getLogger().addHandler(handler)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from billing_portal import logs
+
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == "test-run-log"]:
+        handler.close()
+        root.removeHandler(handler)
+    if not RUN_LOG.exists():
+        return
+    text = RUN_LOG.read_text(encoding="utf-8")
+    leaked = logs.leaks(text)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            f"logs of the run: {len(text.splitlines())} lines in {RUN_LOG.name}, "
+            f"{len(leaked)} with a secret (API key, Stripe key, token or card number)"
+        )
+        for line in leaked[:20]:
+            reporter.write_line(f"  secret logged: {line[:200]}")
+    if leaked:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)

@@ -22,11 +22,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(tran
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def worker():
-    if not settings.REDIS_URL:
-        pytest.skip("needs Redis: set REDIS_URL (CI does) to run it")
-    queue = f"test-{uuid.uuid4().hex[:8]}"
+def start_worker(queue: str) -> subprocess.Popen:
     db = connection.settings_dict
     env = {
         **os.environ,
@@ -34,22 +30,43 @@ def worker():
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_TASK_ALWAYS_EAGER": "false",
     }
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "billing_portal", "worker", "--pool=solo",
          "-Q", queue, "--without-heartbeat", "--without-gossip", "--without-mingle",
          "--loglevel=INFO"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+
+
+def stop(process: subprocess.Popen) -> str:
+    process.terminate()
+    output, _ = process.communicate(timeout=30)
+    print(output[-3000:])
+    return output
+
+
+@pytest.fixture
+def broker():
+    """Tasks go to Redis, not in-process."""
+    if not settings.REDIS_URL:
+        pytest.skip("needs Redis: set REDIS_URL (CI does) to run it")
     previous_broker = app.conf.broker_url
     app.conf.task_always_eager = False
     app.conf.broker_url = settings.REDIS_URL
     try:
-        yield queue
+        yield
     finally:
         app.conf.broker_url = previous_broker
-        process.terminate()
-        output, _ = process.communicate(timeout=30)
-        print(output[-3000:])
+
+
+@pytest.fixture
+def worker(broker):
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    process = start_worker(queue)
+    try:
+        yield queue
+    finally:
+        stop(process)
 
 
 def test_a_real_worker_runs_the_credit_expiry_task(worker, organization):
@@ -89,3 +106,32 @@ def test_a_real_worker_runs_the_budget_sweep(worker, org, key, calls):
     while time.monotonic() < deadline and not Alert.objects.exists():
         time.sleep(0.5)
     assert list(Alert.objects.values_list("threshold", flat=True)) == [80]
+
+
+def test_a_requests_id_is_in_the_log_line_of_the_task_it_enqueued(broker, org, key, calls):
+    from rest_framework.test import APIClient
+
+    from apps.budgets.models import Alert, Budget
+    from tests.http import bearer
+
+    Budget.objects.create(organization=org, name="b", limit=D(1), currency="USD", is_hard=False)
+    app.control.purge()  # what other tests left in the default queue, never consumed
+    response = APIClient().post(
+        "/api/v1/usage/record", {"product_id": "calls", "usage_amount": 90}, format="json",
+        HTTP_X_REQUEST_ID="trace-worker-42", **bearer(key),
+    )  # fmt: skip
+    assert response.status_code == 201 and response["X-Request-ID"] == "trace-worker-42"
+    assert not Alert.objects.exists()  # the sweep it enqueued has not run yet
+
+    process = start_worker("celery")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not Alert.objects.exists():
+            time.sleep(0.5)
+    finally:
+        output = stop(process)
+
+    assert list(Alert.objects.values_list("threshold", flat=True)) == [80]
+    started = [line for line in output.splitlines()
+               if "apps.budgets.tasks.sweep_budgets" in line and "started" in line]  # fmt: skip
+    assert started and all("[trace-worker-42]" in line for line in started), output[-2000:]

@@ -25,7 +25,7 @@ def test_detailed_health_reports_each_dependency_with_its_latency(client):
 
     assert response.status_code == 200
     dependencies = response.json()["dependencies"]
-    assert set(dependencies) == {"database", "cache", "broker"}
+    assert {"database", "cache", "broker"} <= set(dependencies)  # and the operations'
     for result in dependencies.values():
         assert result["status"] == "healthy"
         assert result["latency_ms"] >= 0

@@ -19,6 +19,7 @@ from apps.budgets import selectors
 from apps.budgets.enforcement import bounds
 from apps.budgets.models import Alert, AlertDelivery, Budget, BudgetPeriod, NotificationChannel
 from apps.pricing.cost_engine import format_amount
+from billing_portal import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +177,8 @@ def deliver(*, delivery_id: int) -> str:
         else:
             delivery.status, delivery.sent_at = AlertDelivery.Status.SENT, timezone.now()
         delivery.save(update_fields=["status", "attempts", "last_error", "sent_at"])
+        kind = delivery.channel.kind if delivery.channel_id else "none"
+    metrics.ALERTS.labels(kind, "failed" if error else "sent").inc()
     if error:
         logger.warning("Alert delivery %s failed: %s", delivery_id, error)
         raise DeliveryFailed(error)

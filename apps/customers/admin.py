@@ -2,6 +2,7 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -21,6 +22,7 @@ from apps.customers.models import (
     WalletEntry,
 )
 from apps.pricing.cost_engine import format_amount
+from billing_portal import monitoring
 from billing_portal.admin_actions import (
     AuditedAdmin,
     ReadOnlyAdmin,
@@ -314,6 +316,17 @@ class ApiKeyForm(forms.ModelForm):
         return cleaned
 
 
+class _KeyTrafficChangeList(ChangeList):
+    """The page's keys with their request and error counts of the last 24 hours, read in
+    one round trip (``billing_portal.monitoring``)."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        counts = monitoring.key_requests([key.pk for key in self.result_list])
+        for key in self.result_list:
+            key.traffic = counts.get(key.pk, (0, 0))
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     form = ApiKeyForm
@@ -324,6 +337,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "organization",
         "created_at",
         "last_used_at",
+        "requests_24h",
+        "error_rate_24h",
         "revoked_at",
     ]
     list_filter = ["kind", ("revoked_at", admin.EmptyFieldListFilter)]
@@ -332,6 +347,26 @@ class ApiKeyAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     autocomplete_fields = ["organization"]
     actions = ["revoke"]
+
+    def get_changelist(self, request, **kwargs):
+        return _KeyTrafficChangeList
+
+    def _traffic(self, obj: ApiKey) -> tuple[int, int]:
+        traffic = getattr(obj, "traffic", None)
+        if traffic is None:  # the change page: this key alone
+            traffic = monitoring.key_requests([obj.pk]).get(obj.pk, (0, 0))
+        return traffic
+
+    @admin.display(description="Requests (24 h)")
+    def requests_24h(self, obj: ApiKey) -> int:
+        return self._traffic(obj)[0]
+
+    @admin.display(description="Errors (24 h)")
+    def error_rate_24h(self, obj: ApiKey) -> str:
+        requests, errors = self._traffic(obj)
+        if not requests:
+            return "-"
+        return f"{errors} ({Decimal(errors * 100) / Decimal(requests):.1f} %)"
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
         if obj is None:
@@ -345,6 +380,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "created_by",
             "created_at",
             "last_used_at",
+            "requests_24h",
+            "error_rate_24h",
             "revoked_at",
         ]
 
@@ -360,6 +397,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "created_by",
             "created_at",
             "last_used_at",
+            "requests_24h",
+            "error_rate_24h",
             "revoked_at",
         ]
 

@@ -30,6 +30,7 @@ from djstripe.views import ProcessWebhookView
 from apps.customers import billing, wallets
 from apps.customers.wallets import InsufficientWalletBalance
 from apps.pricing.cost_engine import from_minor_units
+from billing_portal import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class WebhookView(ProcessWebhookView):
             return HttpResponseBadRequest(refusal)
         response = super().post(request, uuid)
         if response.status_code == 200:
+            metrics.WEBHOOKS.labels("received").inc()
             trigger_id = int(response.content)
             try:
                 process_webhook.delay(trigger_id)
@@ -111,13 +113,24 @@ def process_webhook(self, trigger_id: int) -> str:
             # The object is gone (or never was ours): nothing to follow, nothing to retry.
             logger.warning("Stripe webhook %s names a missing object: %s", trigger_id, error)
             _record(trigger_id, processed=True, exception=f"ignored: {error}"[:255])
+            _processed(trigger, "ignored")
             return "ignored"
         _record(trigger_id, processed=False, exception=str(error)[:255])
+        metrics.WEBHOOKS.labels("failed").inc()
         raise
     except Exception as error:
         _record(trigger_id, processed=False, exception=str(error)[:255])
+        metrics.WEBHOOKS.labels("failed").inc()
         raise
+    _processed(trigger, "processed")
     return event.type
+
+
+def _processed(trigger, outcome: str) -> None:
+    metrics.WEBHOOKS.labels(outcome).inc()
+    if trigger.created:
+        lag = (timezone.now() - trigger.created).total_seconds()
+        metrics.WEBHOOK_LAG.observe(max(lag, 0.0))
 
 
 def _record(trigger_id: int, *, processed: bool, exception: str) -> None:

@@ -148,10 +148,27 @@ def ingest(
     nothing and does not consume its key.
     """
     try:
-        return _ingest_once(organization, events, api_key, actor, retry=False)
+        outcomes = _ingest_once(organization, events, api_key, actor, retry=False)
     except IntegrityError:
         # A concurrent request stored one of these keys first; now it is a duplicate.
-        return _ingest_once(organization, events, api_key, actor, retry=True)
+        outcomes = _ingest_once(organization, events, api_key, actor, retry=True)
+    _count(outcomes)
+    return outcomes
+
+
+# Refusals that are a budget's or a quota's (counted apart from malformed events).
+SPENDING_REFUSALS = {"budget_exceeded", "insufficient_wallet_balance", "insufficient_credits",
+                     "subscription_past_due", "not_included_in_subscription"}  # fmt: skip
+
+
+def _count(outcomes) -> None:
+    from billing_portal import metrics
+
+    for outcome in outcomes:
+        reason = outcome.error.code if outcome.status == Outcome.REJECTED and outcome.error else ""
+        metrics.USAGE_EVENTS.labels(outcome.status, reason).inc()
+        if reason in SPENDING_REFUSALS:
+            metrics.BUDGET_REFUSALS.labels(reason).inc()
 
 
 def _ingest_once(organization, events, api_key, actor, *, retry: bool) -> Outcomes:

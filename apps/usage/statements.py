@@ -403,14 +403,36 @@ def close_period(*, organization: Organization, period_start: datetime, period_e
     if earlier is not None:
         # Late usage and refunds are carried in order: an earlier close comes first.
         raise EarlierPeriodOpen(details={"period_start": earlier.period_start.isoformat()})
+    from billing_portal import metrics
+
     statement = _open(organization, period_start, period_end)
-    for step in STEPS:
-        if step == "build" and statement.built_at is None and statement.frozen_at is not None:
-            wait_for_writers(statement.frozen_at)
-        statement = _run_step(statement.pk, step, now)
-        if statement.status == Statement.Status.MISMATCH or step == until:
-            break
+    try:
+        for step in STEPS:
+            if step == "build" and statement.built_at is None and statement.frozen_at is not None:
+                wait_for_writers(statement.frozen_at)
+            statement = _run_step(statement.pk, step, now)
+            if statement.status == Statement.Status.MISMATCH or step == until:
+                break
+    except Exception:
+        metrics.CLOSE_RUNS.labels("error").inc()
+        raise
+    metrics.CLOSE_RUNS.labels(statement.status).inc()
+    _last_run(statement)
     return statement
+
+
+LAST_RUN_KEY = "close:last-run"
+
+
+def _last_run(statement: Statement) -> None:
+    """The last close run, for the health report and the metrics."""
+    from django.core.cache import cache
+
+    try:
+        cache.set(LAST_RUN_KEY, {"at": timezone.now().isoformat(), "statement": statement.pk,
+                                 "status": statement.status}, None)  # fmt: skip
+    except Exception:  # noqa: BLE001 - the health report then reads the statements
+        logger.warning("Could not note the close run", exc_info=True)
 
 
 def _open(organization, period_start, period_end) -> Statement:

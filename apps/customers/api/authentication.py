@@ -58,6 +58,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
                 "This API key has been revoked.", code="api_key_revoked"
             )
         services.touch_api_key(api_key=api_key)
+        # For the request monitoring (per-key request and error counts).
+        request._request.api_key_id = api_key.pk
         return ApiKeyPrincipal(api_key=api_key), api_key
 
     def authenticate_header(self, request: Request) -> str:

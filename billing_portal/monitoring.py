@@ -1,0 +1,125 @@
+"""Request monitoring: the request id on every response and log line, request counts and
+latency by route for Prometheus, per-API-key request and error counts for staff, and a
+warning for every request slower than ``SLOW_REQUEST_MS``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.core.cache.backends.redis import RedisCache
+from django.core.signals import request_finished
+from django.dispatch import receiver
+from django.http import HttpRequest, HttpResponse
+
+from billing_portal import metrics, request_id
+
+logger = logging.getLogger("billing_portal.requests")
+
+# Per-key counts: one hash per hour, kept for a week.
+KEY_STATS_TTL = 8 * 24 * 3600
+
+
+class RequestMonitoringMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        rid = request_id.accept(request.headers.get(request_id.HEADER))
+        # Bound until the response is closed (``request_finished``), so the handler's own
+        # lines after the middleware (Django's "Not Found: ..." warnings) carry it too.
+        request_id.bind(rid)
+        request.request_id = rid
+        started = time.perf_counter()
+        response = self.get_response(request)
+        seconds = time.perf_counter() - started
+        response[request_id.HEADER] = rid
+        self._observe(request, response, seconds)
+        return response
+
+    def _observe(self, request: HttpRequest, response: HttpResponse, seconds: float) -> None:
+        match = getattr(request, "resolver_match", None)
+        route = match.route if match is not None else "unmatched"
+        if request.path == "/metrics":
+            route = "metrics"
+        try:
+            metrics.observe_request(request.method, route, response.status_code, seconds)
+        except Exception:  # noqa: BLE001 - monitoring never breaks an answer
+            logger.warning("Could not record request metrics", exc_info=True)
+        key_id = getattr(request, "api_key_id", None)
+        if key_id is not None:
+            count_key_request(key_id, error=response.status_code >= 400)
+        if seconds * 1000 >= settings.SLOW_REQUEST_MS:
+            logger.warning(
+                "Slow request: %s %s answered %s in %.0f ms",
+                request.method, route, response.status_code, seconds * 1000,
+            )  # fmt: skip
+
+
+@receiver(request_finished)
+def _unbind(**kwargs) -> None:
+    request_id.bind(request_id.NONE)
+
+
+def _hour_key(at: datetime) -> str:
+    return f"apikey-requests:{at:%Y%m%d%H}"
+
+
+def count_key_request(key_id: int, *, error: bool) -> None:
+    """Adds the request to its key's hourly counts (requests, errors): one round trip on
+    Redis; a cache that is down loses counts, never an answer."""
+    hour = _hour_key(datetime.now(UTC))
+    fields = [f"{key_id}:r"] + ([f"{key_id}:e"] if error else [])
+    try:
+        backend = caches[DEFAULT_CACHE_ALIAS]
+        if isinstance(backend, RedisCache):
+            full_key = backend.make_and_validate_key(hour)
+            client = backend._cache.get_client(full_key, write=True)
+            with client.pipeline(transaction=False) as pipe:
+                for name in fields:
+                    pipe.hincrby(full_key, name, 1)
+                pipe.expire(full_key, KEY_STATS_TTL)
+                pipe.execute()
+            return
+        counts = cache.get(hour) or {}
+        for name in fields:
+            counts[name] = counts.get(name, 0) + 1
+        cache.set(hour, counts, KEY_STATS_TTL)
+    except Exception:  # noqa: BLE001
+        logger.warning("Could not count an API key's request", exc_info=True)
+
+
+def key_requests(key_ids: list[int], *, hours: int = 24) -> dict[int, tuple[int, int]]:
+    """(requests, errors) of each key over the last ``hours`` hours."""
+    now = datetime.now(UTC)
+    names = [_hour_key(now - timedelta(hours=h)) for h in range(hours)]
+    totals = {key_id: [0, 0] for key_id in key_ids}
+    if not key_ids:
+        return {}
+    try:
+        backend = caches[DEFAULT_CACHE_ALIAS]
+        if isinstance(backend, RedisCache):
+            full = [backend.make_and_validate_key(name) for name in names]
+            client = backend._cache.get_client(full[0])
+            fields = [f"{k}:{kind}" for k in key_ids for kind in ("r", "e")]
+            with client.pipeline(transaction=False) as pipe:
+                for key in full:
+                    pipe.hmget(key, fields)
+                rows = pipe.execute()
+            for values in rows:
+                for name, value in zip(fields, values, strict=True):
+                    if value is not None:
+                        key_id, kind = name.split(":")
+                        totals[int(key_id)][kind == "e"] += int(value)
+        else:
+            for counts in cache.get_many(names).values():
+                for key_id in key_ids:
+                    totals[key_id][0] += counts.get(f"{key_id}:r", 0)
+                    totals[key_id][1] += counts.get(f"{key_id}:e", 0)
+    except Exception:  # noqa: BLE001
+        logger.warning("Could not read API key request counts", exc_info=True)
+    return {key_id: (r, e) for key_id, (r, e) in totals.items()}
