@@ -135,3 +135,30 @@ def test_a_requests_id_is_in_the_log_line_of_the_task_it_enqueued(broker, org, k
     started = [line for line in output.splitlines()
                if "apps.budgets.tasks.sweep_budgets" in line and "started" in line]  # fmt: skip
     assert started and all("[trace-worker-42]" in line for line in started), output[-2000:]
+
+
+def test_a_real_beat_stamps_its_heartbeat(broker, tmp_path):
+    from billing_portal import beat
+
+    assert beat.age() is None
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", ""),
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "billing_portal", "beat", "--loglevel=INFO",
+         "--pidfile=", f"--schedule={tmp_path / 'beat-schedule'}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and beat.age() is None:
+            time.sleep(0.5)
+    finally:
+        output = stop(process)
+    age = beat.age()
+    assert age is not None and age < 30, output[-2000:]

@@ -57,3 +57,24 @@ def test_production_refuses_to_seed_demo_data():
 
     assert result.returncode != 0
     assert "refuses to run under production settings" in result.stderr
+
+
+@pytest.mark.slow
+def test_production_logs_are_json_lines_with_the_request_id_and_no_secrets():
+    import json
+
+    raw = "bp_org_AbCdEf12_" + "q" * 40
+    result = manage(
+        "shell", "-c",
+        "import logging; from billing_portal import request_id; request_id.bind('rid-7'); "
+        f"logging.getLogger('billing_portal.x').warning('key %s used', '{raw}')",
+        **PRODUCTION,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "billing_portal.x" in line]
+    entry = json.loads(line)
+    assert entry["level"] == "WARNING" and entry["logger"] == "billing_portal.x"
+    assert entry["request_id"] == "rid-7"
+    assert entry["message"] == "key bp_org_AbCdEf12_[redacted] used"
+    assert raw not in result.stderr
