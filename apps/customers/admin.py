@@ -75,13 +75,13 @@ class OrganizationAdmin(AuditedAdmin):
     prepopulated_fields = {"slug": ["name"]}
     # Stripe decides these (``billing.follow_subscription``); the currency is the wallet's.
     readonly_fields = [
-        "subscription_status", "past_due_since", "stripe", "created_at", "updated_at",
-        "budgets_panel", "funds_panel", "records_panel", "alerts_panel",
+        "subscription_status", "past_due_since", "billing_anchor", "stripe", "created_at",
+        "updated_at", "budgets_panel", "funds_panel", "records_panel", "alerts_panel",
     ]  # fmt: skip
     fieldsets = [
         (None, {"fields": ["name", "slug", "billing_email", "currency", "time_zone", "status"]}),
         ("Plan and Stripe", {"fields": ["plan", "subscription_status", "past_due_since",
-                                        "stripe"]}),
+                                        "billing_anchor", "stripe"]}),
         ("Budgets", {"fields": ["budgets_panel"]}),
         ("Wallet and credits", {"fields": ["funds_panel"]}),
         ("Recent billing records", {"fields": ["records_panel"]}),

@@ -23,7 +23,7 @@ from apps.customers.errors import NoSubscription, PlanNotOnStripe, StripeNotConf
 from apps.customers.models import Organization, SubscriptionStatus
 from apps.pricing.cost_engine import to_minor_units
 from apps.pricing.models import Plan, Product
-from apps.pricing.periods import MONTH, period_bounds
+from apps.pricing.periods import MONTH
 from apps.pricing.stripe_catalog import metered_lookup_key
 
 logger = logging.getLogger(__name__)
@@ -289,10 +289,16 @@ def _apply_subscription(organization: Organization) -> Organization:
         past_due_since = past_due_since or timezone.now()
     else:
         past_due_since = None
+    anchor = organization.billing_anchor
+    if status in LIVE_STATUSES and data.get("billing_cycle_anchor"):
+        anchor = datetime.fromtimestamp(int(data["billing_cycle_anchor"]), tz=UTC)
+    elif status not in LIVE_STATUSES:
+        anchor = None  # no subscription: calendar months again
     changed = (
         organization.plan_id != (plan.pk if plan else None)
         or organization.subscription_status != status
         or organization.past_due_since != past_due_since
+        or organization.billing_anchor != anchor
     )
     if changed:
         logger.info(
@@ -302,9 +308,11 @@ def _apply_subscription(organization: Organization) -> Organization:
         organization.plan = plan
         organization.subscription_status = status
         organization.past_due_since = past_due_since
+        organization.billing_anchor = anchor
         organization.save(
-            update_fields=["plan", "subscription_status", "past_due_since", "updated_at"]
-        )
+            update_fields=["plan", "subscription_status", "past_due_since", "billing_anchor",
+                           "updated_at"]
+        )  # fmt: skip
     return organization
 
 
@@ -341,7 +349,7 @@ def billing_period(organization: Organization, at: datetime) -> tuple[datetime, 
         end = datetime.fromtimestamp(end, tz=UTC)
         if start <= at < end:
             return start, end
-    return period_bounds(at, MONTH, organization.tz)
+    return organization.period_bounds(at, MONTH)
 
 
 # --- reconciliation -----------------------------------------------------------------------

@@ -69,6 +69,10 @@ class Organization(models.Model):
         max_length=24, choices=SubscriptionStatus.choices, blank=True, default=""
     )
     past_due_since = models.DateTimeField(null=True, blank=True)
+    # The billing cycle anchor of its live subscription: its monthly periods (statements,
+    # plan inclusions, period pricing) start there each month; blank: calendar months in
+    # its time zone.
+    billing_anchor = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -102,6 +106,13 @@ class Organization(models.Model):
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.time_zone)
+
+    def period_bounds(self, instant: datetime, period: str = "month") -> tuple[datetime, datetime]:
+        """[start, end) of its ``period`` holding ``instant``: months follow its billing
+        anchor when it has one, else the calendar in its time zone."""
+        from apps.pricing.periods import period_bounds
+
+        return period_bounds(instant, period, self.tz, anchor=self.billing_anchor)
 
     @property
     def is_active(self) -> bool:

@@ -1,8 +1,14 @@
-"""Calendar periods in an organisation's time zone: pure functions, no database."""
+"""Periods in an organisation's time zone: pure functions, no database.
+
+Calendar periods start at local midnight. A month may instead be anchored, as Stripe
+anchors a subscription's billing cycle: each period starts on the anchor's day of the
+month at the anchor's time of day (UTC), on the month's last day when the month is shorter
+(an anchor on the 31st gives Feb 28, then Mar 31)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+import calendar
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 DAY, WEEK, MONTH, YEAR = "day", "week", "month", "year"
@@ -34,9 +40,14 @@ def _midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=tz)
 
 
-def period_bounds(instant: datetime, period: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
+def period_bounds(
+    instant: datetime, period: str, tz: ZoneInfo, anchor: datetime | None = None
+) -> tuple[datetime, datetime]:
     """[start, end) of the ``period`` (day, week, month, year) holding ``instant``, with
-    boundaries at local midnight in ``tz``."""
+    boundaries at local midnight in ``tz``; a month anchored on ``anchor`` when one is
+    given (a subscription's billing cycle)."""
+    if anchor is not None and period == MONTH:
+        return anchored_month_bounds(instant, anchor)
     local_day = instant.astimezone(tz).date()
     start = _start_of(local_day, period)
     return _midnight(start, tz), _midnight(_next(start, period), tz)
@@ -44,3 +55,21 @@ def period_bounds(instant: datetime, period: str, tz: ZoneInfo) -> tuple[datetim
 
 def local_day(instant: datetime, tz: ZoneInfo) -> date:
     return instant.astimezone(tz).date()
+
+
+def _months_after(anchor: datetime, months: int) -> datetime:
+    year, index = divmod(anchor.month - 1 + months, 12)
+    year += anchor.year
+    day = min(anchor.day, calendar.monthrange(year, index + 1)[1])
+    return anchor.replace(year=year, month=index + 1, day=day)
+
+
+def anchored_month_bounds(instant: datetime, anchor: datetime) -> tuple[datetime, datetime]:
+    """[start, end) of the anchored month holding ``instant`` (before the anchor too)."""
+    anchor, instant = anchor.astimezone(UTC), instant.astimezone(UTC)
+    k = (instant.year - anchor.year) * 12 + instant.month - anchor.month
+    while _months_after(anchor, k) > instant:
+        k -= 1
+    while _months_after(anchor, k + 1) <= instant:
+        k += 1
+    return _months_after(anchor, k), _months_after(anchor, k + 1)

@@ -39,7 +39,7 @@ from apps.pricing import selectors as pricing
 from apps.pricing.cost_engine import format_quantity
 from apps.pricing.errors import InvalidUsage, PriceNotConfigured, ProductNotFound
 from apps.pricing.models import BillingMethod, Product
-from apps.pricing.periods import MONTH, local_day, period_bounds
+from apps.pricing.periods import MONTH, local_day
 from apps.usage import bulk
 from apps.usage.errors import (
     IdempotencyConflict,
@@ -263,8 +263,7 @@ def _prepare(organization, plan, index, event: EventInput, now, products, sheets
         sheets[product.pk] = pricing.price_sheet(plan=plan, product=product)
     sheet = sheets[product.pk]
     occurred_at = event.occurred_at or now
-    tz = organization.tz
-    month_start, month_end = period_bounds(occurred_at, MONTH, tz)
+    month_start, month_end = organization.period_bounds(occurred_at, MONTH)
     price_keys = {}
     for dimension in quantities:
         version = sheet.rule_at(dimension, occurred_at)
@@ -279,7 +278,7 @@ def _prepare(organization, plan, index, event: EventInput, now, products, sheets
             price_keys[dimension] = (key, month_start, month_end)
     inclusion_key = None
     if sheet.inclusion is not None:
-        start, end = period_bounds(occurred_at, sheet.inclusion.period, tz)
+        start, end = organization.period_bounds(occurred_at, sheet.inclusion.period)
         inclusion_key = (inclusion_counter_key(sheet.inclusion.scope), start, end)
     return _Candidate(
         index, event, product, sheet, quantities, occurred_at, price_keys, inclusion_key

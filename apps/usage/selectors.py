@@ -10,7 +10,7 @@ from django.db.models.functions import Coalesce
 
 from apps.customers.models import Organization
 from apps.pricing.cost_engine import PricingModel
-from apps.pricing.periods import MONTH, period_bounds
+from apps.pricing.periods import MONTH
 from apps.usage.models import BillingRecord, BillingStatus, DailyUsage, UsageCounter
 
 ZERO = Decimal(0)
@@ -38,8 +38,7 @@ def period_position(
     period-to-date quantity of each dimension whose price depends on it, and how much of
     the plan's inclusion is used. What ingestion would price an event at now (read without
     a lock: a quote, not a charge)."""
-    tz = organization.tz
-    month_start, _ = period_bounds(at, MONTH, tz)
+    month_start, _ = organization.period_bounds(at, MONTH)
     wanted = {}
     for dimension in quantities:
         version = sheet.rule_at(dimension, at)
@@ -47,7 +46,7 @@ def period_position(
             wanted[dimension] = (price_counter_key(sheet.product_id, dimension), month_start)
     inclusion = None
     if sheet.inclusion is not None:
-        start, _ = period_bounds(at, sheet.inclusion.period, tz)
+        start, _ = organization.period_bounds(at, sheet.inclusion.period)
         inclusion = (inclusion_counter_key(sheet.inclusion.scope), start)
     keys = [*wanted.values(), *([inclusion] if inclusion else [])]
     if not keys:

@@ -707,33 +707,57 @@ def _alert_finance(statement_id: int) -> None:
 
 def periods_due(now: datetime | None = None, *, look_back: int = 3):
     """(organisation, start, end) of every billing period that ended more than
-    ``STATEMENT_GRACE_HOURS`` ago, among the last ``look_back``, without a final
-    statement, oldest first (a close runs after the earlier ones): calendar months in the
-    organisation's time zone."""
+    ``STATEMENT_GRACE_HOURS`` ago without a final statement, oldest first (a close runs
+    after the earlier ones). Statement periods follow one another without a gap or an
+    overlap: each begins where the organisation's last statement ended (the first, at most
+    ``look_back`` periods back and not before the organisation), and ends where its
+    billing period ends (``statement_period``)."""
     from django.conf import settings
-
-    from apps.pricing.periods import period_bounds
 
     now = now or timezone.now()
     cutoff = now - timedelta(hours=settings.STATEMENT_GRACE_HOURS)
-    final = set(
-        Statement.objects.filter(status=Statement.Status.FINAL).values_list(
-            "organization_id", "period_start"
-        )
-    )
     due = []
     for organization in Organization.objects.all():
-        start, end = period_bounds(cutoff, "month", organization.tz)
-        periods = []
-        for _ in range(look_back):
-            start, end = period_bounds(start - timedelta(microseconds=1), "month", organization.tz)
-            if start < organization.created_at - timedelta(days=31):
+        made = Statement.objects.filter(organization=organization).order_by("period_start")
+        due += [(organization.pk, statement.period_start, statement.period_end)
+                for statement in made.exclude(status=Statement.Status.FINAL)
+                if statement.period_end <= cutoff]  # fmt: skip
+        last = made.last()
+        start = last.period_end if last else first_period_start(organization, cutoff, look_back)
+        while True:
+            start, end = statement_period(organization, start)
+            if end > cutoff:
                 break
-            periods.append((start, end))
-        for start, end in reversed(periods):
-            if end <= cutoff and (organization.pk, start) not in final:
-                due.append((organization.pk, start, end))
-    return due
+            due.append((organization.pk, start, end))
+            start = end
+    return sorted(due, key=lambda item: (item[0], item[1]))
+
+
+def first_period_start(organization: Organization, cutoff: datetime, look_back: int):
+    """Where an organisation's first statement begins: in the period (as the organisation
+    had its periods then) holding the instant ``look_back`` months before ``cutoff``, or
+    the one it was created in if later."""
+    earliest = max(cutoff - timedelta(days=31 * look_back), organization.created_at)
+    start, _ = organization_as_of(organization, earliest).period_bounds(earliest)
+    return start
+
+
+def statement_period(organization: Organization, start: datetime) -> tuple[datetime, datetime]:
+    """The statement period beginning at ``start``: to the end of the billing period that
+    holds it (a calendar month, or a month of the subscription's billing cycle, as the
+    organisation had then), cut where a period of a new billing anchor begins (a
+    subscription that started, or ended, inside it)."""
+    then = organization_as_of(organization, start)
+    _, end = then.period_bounds(start)
+    last_instant = end - timedelta(microseconds=1)
+    later = organization_as_of(organization, min(last_instant, timezone.now()))
+    if later.billing_anchor != then.billing_anchor:
+        new_start, new_end = later.period_bounds(last_instant)
+        if start < new_start < end:
+            end = new_start
+        elif new_start <= start < new_end:
+            end = new_end
+    return start, end
 
 
 def statement_email(statement_id: int):

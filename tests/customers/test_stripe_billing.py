@@ -3,6 +3,7 @@ and signed events, against the Stripe of ``tests/fake_stripe.py``."""
 
 import json
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from io import StringIO
 
@@ -257,6 +258,9 @@ def test_subscribe_trial_change_plan_and_cancel_at_period_end(
     assert organization.plan == pro
     assert pro.trial_days and organization.subscription_status == "trialing"
     assert session["subscription"] == billing.current_subscription(organization).id
+    # Its months now follow the subscription's billing cycle.
+    anchor = fake_stripe.objects[session["subscription"]]["billing_cycle_anchor"]
+    assert organization.billing_anchor == datetime.fromtimestamp(anchor, tz=UTC)
     items = fake_stripe.objects[session["subscription"]]["items"]["data"]
     metered = billing.metered_price_ids(pro.currency)
     assert metered  # the demo catalog's products are metered on Stripe
@@ -289,6 +293,7 @@ def test_subscribe_trial_change_plan_and_cancel_at_period_end(
     organization.refresh_from_db()
     assert organization.subscription_status == "canceled"
     assert organization.plan is None  # back on the default plan
+    assert organization.billing_anchor is None  # and on calendar months
 
 
 def test_an_older_update_delivered_after_a_newer_one_does_not_roll_the_plan_back(

@@ -2,7 +2,7 @@
 it makes one statement and pushes to Stripe once; the statement email."""
 
 import threading
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal as D
 
 import pytest
@@ -173,6 +173,99 @@ def test_periods_due_are_the_ended_ones_without_a_final_statement_oldest_first(p
     for _, start, end in due:
         statements.close_period(organization=organization, period_start=start, period_end=end)
     assert not [d for d in statements.periods_due(now) if d[0] == organization.pk]
+
+
+def _history_at(organization, when):
+    """Dates the organisation's latest audit record at ``when`` (as if it was made then)."""
+    latest = organization.history.latest()
+    type(latest).objects.filter(pk=latest.pk).update(history_date=when)
+
+
+@pytest.mark.django_db
+def test_statement_periods_follow_the_subscriptions_billing_cycle(plan, calls, settings):
+    from apps.pricing.periods import anchored_month_bounds
+
+    settings.STATEMENT_GRACE_HOURS = 48
+    now = timezone.now()
+    anchor = (now - timedelta(days=100)).replace(hour=14, minute=37, second=0, microsecond=0)
+    organization = OrganizationFactory(plan=plan, billing_anchor=anchor)
+    type(organization).objects.filter(pk=organization.pk).update(created_at=anchor)
+    _history_at(organization, anchor)
+    organization.refresh_from_db()
+
+    due = [d[1:] for d in statements.periods_due(now) if d[0] == organization.pk]
+
+    assert len(due) == 3  # the look-back of three periods (the org is older)
+    for start, end in due:
+        assert (start, end) == anchored_month_bounds(start, anchor)
+        assert start.minute == 37 and end <= now - timedelta(hours=48)
+    assert all(a[1] == b[0] for a, b in zip(due, due[1:], strict=False))  # contiguous
+    # Usage is billed in the period its billing cycle says.
+    start, end = due[-1]
+    record(organization, "calls", units=D(100), at=end - timedelta(minutes=1))
+    record(organization, "calls", units=D(200), at=end + timedelta(minutes=1))
+    for period_start, period_end in due:
+        statement = statements.close_period(organization=organization, period_start=period_start,
+                                            period_end=period_end)  # fmt: skip
+        assert statement.status == Statement.Status.FINAL
+    assert statement.usage_total == D("1.00")  # the minute before its end, not the one after
+    assert not [d for d in statements.periods_due(now) if d[0] == organization.pk]
+
+
+@pytest.mark.django_db
+def test_a_subscription_starting_mid_month_cuts_the_calendar_period_at_its_anchor(plan, settings):
+    settings.STATEMENT_GRACE_HOURS = 0
+    now = timezone.now()
+    this_month, _ = period_bounds(now, MONTH, UTC)
+    created = period_bounds(this_month - timedelta(days=70), MONTH, UTC)[0]
+    organization = OrganizationFactory(plan=plan, time_zone="UTC")
+    type(organization).objects.filter(pk=organization.pk).update(created_at=created)
+    _history_at(organization, created)
+    # Subscribed on the 14th of last month at 14:37; the webhook came a minute later.
+    last_month = period_bounds(this_month - timedelta(days=1), MONTH, UTC)[0]
+    anchor = last_month.replace(day=14, hour=14, minute=37)
+    organization.refresh_from_db()
+    organization.billing_anchor = anchor
+    organization.save()
+    _history_at(organization, anchor + timedelta(minutes=1))
+
+    due = [d[1:] for d in statements.periods_due(now) if d[0] == organization.pk]
+
+    expected, start = [], created
+    while start < last_month:  # calendar months before it
+        expected.append(period_bounds(start, MONTH, UTC))
+        start = expected[-1][1]
+    expected.append((last_month, anchor))  # the month it began in, cut at the anchor
+    following = anchor.replace(year=this_month.year, month=this_month.month)
+    if following <= now:  # then the months of its billing cycle
+        expected.append((anchor, following))
+    assert due == expected
+    assert all(a[1] == b[0] for a, b in zip(due, due[1:], strict=False))  # no gap, no overlap
+
+
+@pytest.mark.django_db
+def test_a_plan_inclusion_starts_again_at_the_billing_anchor(llm):
+    from apps.usage.models import BillingRecord
+
+    now = timezone.now()
+    anchor = now - timedelta(hours=2)  # the current period began two hours ago
+    organization = OrganizationFactory(plan=llm_plan(llm), billing_anchor=anchor)
+    before = record(organization, "llm", input_tokens=D(800), at=now - timedelta(hours=3))
+    after = record(organization, "llm", input_tokens=D(800), at=now - timedelta(hours=1))
+
+    included = {
+        r.pk: D(r.breakdown[0]["included_quantity"])
+        for r in BillingRecord.objects.filter(pk__in=[before.pk, after.pk])
+    }
+    # 1,000 included a period: each period's 800 is within it (calendar months would
+    # have left the second only 200).
+    assert included == {before.pk: D(800), after.pk: D(800)}
+
+
+def llm_plan(product):
+    from apps.pricing.models import IncludedQuota
+
+    return IncludedQuota.objects.get(product=product).plan
 
 
 @pytest.mark.django_db

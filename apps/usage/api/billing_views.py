@@ -21,7 +21,6 @@ from apps.pricing import selectors as pricing
 from apps.pricing.api.fields import QuantityField
 from apps.pricing.cost_engine import format_amount, format_quantity
 from apps.pricing.models import BillingMethod
-from apps.pricing.periods import period_bounds
 from apps.usage import selectors, services
 from apps.usage.api.presenters import BillingRecordSerializer, present_balances, present_record
 from apps.usage.api.views import actor_of
@@ -503,7 +502,7 @@ class QuotaCheckApi(APIView):
                  "quota_limit": None, "used": None, "remaining": None,
                  "reason": "no inclusion: usage is billed as it comes"}
             )  # fmt: skip
-        start, end = period_bounds(timezone.now(), inclusion.period, organization.tz)
+        start, end = organization.period_bounds(timezone.now(), inclusion.period)
         used = selectors.inclusion_used(
             organization=organization, scope=inclusion.scope, period_start=start
         )

@@ -1,8 +1,10 @@
 """Closes one billing period of one organisation by hand (the daily job does it for every
-ended period): ``manage.py close_period --organization demo --month 2026-10``. Refuses an
-unknown organisation, a period that has not ended and a period already closed."""
+ended period): ``manage.py close_period --organization demo --month 2026-10``, the period
+that begins in that month (the calendar month, or the month of its subscription's billing
+cycle). Refuses an unknown organisation, a period that has not ended and a period already
+closed."""
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -28,10 +30,12 @@ class Command(BaseCommand):
             first = date(year, number, 1)
         except ValueError:
             raise CommandError("--month is YYYY-MM.") from None
-        start, end = period_bounds(
-            datetime(first.year, first.month, 15, tzinfo=found.tz),
-            MONTH, found.tz,
-        )  # fmt: skip
+        # The billing period that begins in that month: the calendar month, or the month of
+        # the subscription's billing cycle that starts in it.
+        _, month_end = period_bounds(datetime(first.year, first.month, 15, tzinfo=found.tz),
+                                     MONTH, found.tz)  # fmt: skip
+        start, _ = found.period_bounds(month_end - timedelta(microseconds=1))
+        start, end = statements.statement_period(found, start)
         if Statement.objects.filter(organization=found, period_start=start,
                                     status=Statement.Status.FINAL).exists():  # fmt: skip
             raise CommandError(statements.PeriodAlreadyClosed.message)
