@@ -15,6 +15,7 @@ may scrape (403 otherwise).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 
 from django.conf import settings
@@ -31,6 +32,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 
 from billing_portal.errors import error_response
+
+logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -91,7 +94,11 @@ class StateCollector:
     def collect(self):
         from billing_portal import health
 
-        state = health.operations_state()
+        try:
+            state = health.operations_state()
+        except Exception:  # noqa: BLE001 - the database is down: the counters still answer
+            logger.warning("State metrics not collected", exc_info=True)
+            return
         heartbeat = GaugeMetricFamily(
             "billing_beat_heartbeat_age_seconds",
             "Seconds since celery-beat last ticked (NaN: never seen).",

@@ -46,6 +46,31 @@ def pytest_sessionfinish(session, exitstatus):
             reporter.write_line(f"  secret logged: {line[:200]}")
     if leaked:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    _write_metrics(reporter)
+
+
+def _write_metrics(reporter) -> None:
+    """The run's own metrics, as /metrics would serve them, next to its log."""
+    from prometheus_client import REGISTRY, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    logging.disable(logging.WARNING)  # the state gauges need the test database, gone now
+    try:
+        text = generate_latest(REGISTRY).decode()
+    finally:
+        logging.disable(logging.NOTSET)
+    (RUN_LOG.parent / "metrics.txt").write_text(text, encoding="utf-8")
+    events: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "billing_usage_events_total":
+                outcome = sample.labels["outcome"]
+                events[outcome] = events.get(outcome, 0) + sample.value
+    if reporter is not None:
+        reporter.write_line(
+            "metrics of the run (metrics.txt): usage events "
+            + ", ".join(f"{outcome} {int(count)}" for outcome, count in sorted(events.items()))
+        )
 
 
 @pytest.fixture(autouse=True)
