@@ -21,6 +21,12 @@ logger = logging.getLogger("billing_portal.tasks")
 _running: dict[str, tuple[float, object]] = {}
 
 
+@signals.setup_logging.connect
+def _keep_the_portals_logging(**kwargs):
+    """Celery leaves logging alone when this signal has a receiver: workers and beat log
+    through Django's ``LOGGING`` (request ids, masking), configured at Django's setup."""
+
+
 @signals.before_task_publish.connect
 def _carry_request_id(headers=None, **kwargs):
     from billing_portal import request_id

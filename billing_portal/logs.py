@@ -21,7 +21,7 @@ _SECRETS = [
     (re.compile(r"\b(whsec_)[A-Za-z0-9+/=]{8,}"), r"\1" + MASK),
     (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{12,}"), r"\1" + MASK),
 ]
-_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_CARD = re.compile(r"(?<![\w-])(?:\d[ -]?){12,18}\d(?![\w])")  # digits not inside a word or id
 
 
 def _luhn(digits: str) -> bool:

@@ -20,3 +20,15 @@ class DecimalJSONParser(JSONParser):
             return json.load(decoded, parse_float=Decimal, parse_constant=strict_constant)
         except ValueError as error:
             raise ParseError(f"JSON parse error - {error}") from None
+
+
+class CloudEventJSONParser(DecimalJSONParser):
+    """CloudEvents 1.0 structured mode: one event as a JSON object."""
+
+    media_type = "application/cloudevents+json"
+
+
+class CloudEventBatchJSONParser(DecimalJSONParser):
+    """CloudEvents 1.0 batched mode: a JSON array of events."""
+
+    media_type = "application/cloudevents-batch+json"

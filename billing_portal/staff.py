@@ -19,7 +19,7 @@ OUR_APPS = ["customers", "pricing", "usage", "budgets"]
 READ_APPS = [*OUR_APPS, "djstripe"]
 
 # Money, not access or catalog removal: members and API keys are the customers' owners'
-# (and superusers'), and plans, products and prices are retired, never deleted.
+# (and superusers'), and plans, products, prices and meters are retired, never deleted.
 FINANCE_EXCLUDED = {
     "customers.add_membership",
     "customers.change_membership",
@@ -34,6 +34,7 @@ FINANCE_EXCLUDED = {
     "pricing.delete_pricerule",
     "pricing.delete_pricetier",
     "pricing.delete_includedquota",
+    "usage.delete_meter",
 }
 
 SUPPORT_ACTS = [

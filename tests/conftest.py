@@ -16,13 +16,30 @@ def pytest_sessionstart(session):
     from billing_portal import logs
 
     RUN_LOG.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(RUN_LOG, mode="w", encoding="utf-8")
+    RUN_LOG.write_text("", encoding="utf-8")
+    # Appending: a logging reconfiguration closes the handler, and it reopens on next use.
+    handler = logging.FileHandler(RUN_LOG, mode="a", encoding="utf-8")
     handler.addFilter(logs.RequestIdFilter())
     handler.addFilter(logs.RedactFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s "
                                            "[%(request_id)s] %(message)s"))  # fmt: skip
     handler.set_name("test-run-log")
+    _RUN_HANDLER.append(handler)
     logging.getLogger().addHandler(handler)
+
+
+_RUN_HANDLER: list[logging.Handler] = []
+
+
+@pytest.fixture(autouse=True)
+def _run_log():
+    """Keeps the run's log handler on the root logger: Django's setup (which pytest-django
+    may run after the session starts) configures logging afresh and drops it."""
+    root = logging.getLogger()
+    for handler in _RUN_HANDLER:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    yield
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -35,7 +52,12 @@ def pytest_sessionfinish(session, exitstatus):
     if not RUN_LOG.exists():
         return
     text = RUN_LOG.read_text(encoding="utf-8")
-    leaked = logs.leaks(text)
+    from apps.customers.demo import DEMO_ORGANIZATION_KEY, DEMO_SERVICE_KEY
+
+    leaked = logs.leaks(text) + [
+        line for line in text.splitlines()
+        if DEMO_ORGANIZATION_KEY in line or DEMO_SERVICE_KEY in line
+    ]  # fmt: skip
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(

@@ -256,6 +256,8 @@ def test_secrets_are_masked_in_log_lines():
     assert "sk_test_[redacted]" in masked and "whsec_[redacted]" in masked
     assert "4242" not in masked and "5556" not in masked
     assert "1234567890123" in masked  # not a card number (fails the Luhn check)
+    request_id = "6eb5839858124239bbca97d481e5c98b"  # Luhn-valid digits inside a hex id
+    assert logs.redact(f"[{request_id}] Forbidden") == f"[{request_id}] Forbidden"
     assert "abcdefghijklmnopqrstuvwxyz" not in masked
 
 

@@ -18,6 +18,15 @@ class OrganizationRequired(PortalError):
     message = "A service key must name the organisation in `organization_id`."
 
 
+class UnknownSubject(PortalError):
+    """A CloudEvent's or a meter query's ``subject`` names no organisation the key may act
+    for: one that does not exist and another organisation's answer the same."""
+
+    code = "unknown_subject"
+    status_code = 400
+    message = "The subject is not an organisation this key may act for."
+
+
 class OrganizationSuspended(PortalError):
     code = "organization_suspended"
     status_code = 403

@@ -39,6 +39,12 @@ PRODUCTS = [
         "llama-3.1-70b", "Llama 3.1 70B (hosted)", "model_inference", Unit.TOKEN, TOKENS, "meta",
         "llama-3.1-70b-instruct", ("0.6", "0.8"),
     ),
+    # The tokens of agent invocations, whatever model the agent runs on (one blended price);
+    # the demo's ``agent_invocation`` meter reads OpenMeter-style events into it.
+    (
+        "agent-tokens", "Agent tokens", "model_inference", Unit.TOKEN, TOKENS, "", "",
+        ("1", "4"),
+    ),
 ]  # fmt: skip
 
 

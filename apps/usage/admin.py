@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin
 
 from apps.customers.models import Organization
@@ -7,6 +8,7 @@ from apps.usage.models import (
     BillingEvent,
     BillingRecord,
     DailyUsage,
+    Meter,
     Statement,
     StatementLine,
     StripeUsageReport,
@@ -14,6 +16,7 @@ from apps.usage.models import (
     UsageEvent,
 )
 from billing_portal.admin_actions import (
+    AuditedAdmin,
     EstimatedCountPaginator,
     ReadOnlyAdmin,
     ReasonForm,
@@ -242,3 +245,44 @@ class StatementAdmin(ReadOnlyAdmin):
         context = {**self.admin_site.each_context(request), "title": f"Month-end {month:%B %Y}",
                    "report": report, "month": month, "opts": self.model._meta}  # fmt: skip
         return TemplateResponse(request, "admin/usage/month_end.html", context)
+
+
+class MeterForm(forms.ModelForm):
+    class Meta:
+        model = Meter
+        fields = [
+            "slug", "name", "description", "event_type", "product", "aggregation",
+            "value_properties", "group_by", "is_active",
+        ]  # fmt: skip
+
+    def clean_value_properties(self):
+        return self.cleaned_data["value_properties"] or {}
+
+    def clean_group_by(self):
+        return self.cleaned_data["group_by"] or {}
+
+
+@admin.register(Meter)
+class MeterAdmin(AuditedAdmin):
+    """Meters read CloudEvents (``POST /api/v1/events``) into a product's usage; a meter is
+    retired (inactive), not deleted, so what it metered stays readable."""
+
+    form = MeterForm
+    list_display = ["slug", "name", "event_type", "product", "aggregation", "values_read",
+                    "groups", "is_active", "updated_at"]  # fmt: skip
+    list_filter = ["aggregation", "is_active"]
+    list_select_related = ["product"]
+    search_fields = ["slug", "name", "event_type"]
+    autocomplete_fields = ["product"]
+    readonly_fields = ["created_at", "updated_at"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    @admin.display(description="values")
+    def values_read(self, meter: Meter) -> str:
+        if meter.aggregation == Meter.Aggregation.COUNT:
+            return "count"
+        return ", ".join(f"{name} ← {path}" for name, path in meter.value_properties.items())
+
+    @admin.display(description="group by")
+    def groups(self, meter: Meter) -> str:
+        return ", ".join(meter.group_by)

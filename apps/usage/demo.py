@@ -1,6 +1,8 @@
 """Demo usage: four weeks of model calls, agent runs and tool calls for the demo
 organisation, recorded through the real ingestion path (priced, paid, rolled up, counted
-against budgets) so every page has real figures. Deterministic, and written once."""
+against budgets) so every page has real figures, and a few OpenMeter-style
+``agent_invocation`` events through the events API's path. Deterministic, and written
+once."""
 
 from __future__ import annotations
 
@@ -11,12 +13,61 @@ from decimal import Decimal
 from django.utils import timezone
 
 from apps.customers.models import Organization
+from apps.pricing.models import Product
 from apps.usage import ingestion
-from apps.usage.models import UsageEvent
+from apps.usage.models import Meter, UsageEvent
 from billing_portal.progress import progress
 
 DAYS = 27  # inside the 30 days ingestion accepts
 USERS = ["user123", "alice", "bob", "carol", "dave", "eve", "frank"]
+AGENTS = [("research-agent", "claude-sonnet-4"), ("support-agent", "gpt-4o-mini"),
+          ("coding-agent", "claude-sonnet-4"), ("coding-agent", "gpt-4o")]  # fmt: skip
+AGENT_INVOCATIONS = 12
+
+
+def seed_meters() -> Meter:
+    """The ``agent_invocation`` meter (seed 001's OpenMeter event): input and output tokens
+    of the agent-tokens product, grouped by agent and model. Idempotent."""
+    meter, _ = Meter.objects.update_or_create(
+        slug="agent_invocation",
+        defaults={
+            "name": "Agent invocations",
+            "description": "Tokens of each agent invocation, by agent and model.",
+            "event_type": "agent_invocation",
+            "product": Product.objects.get(code="agent-tokens"),
+            "value_properties": {"input_tokens": "$.tokens_input",
+                                 "output_tokens": "$.tokens_output"},
+            "group_by": {"agent_id": "$.agent_id", "model": "$.model"},
+            "aggregation": Meter.Aggregation.SUM,
+            "is_active": True,
+        },
+    )  # fmt: skip
+    return meter
+
+
+def seed_agent_invocations(organization: Organization, *, now=None) -> int:
+    """A handful of agent invocations over the last hours, sent as CloudEvents through the
+    events API's path (parsed, metered, then ingested like any usage). Returns how many
+    were accepted."""
+    from apps.usage.api.cloudevents import record_cloud_events
+
+    now = now or timezone.now()
+    rng = random.Random(20261124)
+    events = []
+    for n in range(AGENT_INVOCATIONS):
+        agent, model = AGENTS[n % len(AGENTS)]
+        at = now - timedelta(minutes=17 + 41 * n)
+        events.append(
+            {"specversion": "1.0", "id": f"demo-agent-invocation-{n}", "source": "demo-agents",
+             "type": "agent_invocation", "subject": organization.slug,
+             "time": at.isoformat(),
+             "data": {"agent_id": agent, "model": model,
+                      "tokens_input": rng.randint(500, 12_000),
+                      "tokens_output": rng.randint(100, 3_000),
+                      "duration_ms": rng.randint(800, 45_000)}}
+        )  # fmt: skip
+    results = record_cloud_events(events, api_key=None, now=now, actor="demo")
+    return sum(result.status == ingestion.Outcome.ACCEPTED for result in results)
 
 
 def _event(rng: random.Random, day, n: int, tz) -> ingestion.EventInput:
@@ -70,7 +121,7 @@ def seed_usage(
         events = [e for e in events if e.occurred_at <= now]
         outcomes = ingestion.ingest(organization=organization, events=events, actor="demo")
         accepted += sum(o.status == o.ACCEPTED for o in outcomes)
-    return accepted
+    return accepted + seed_agent_invocations(organization, now=now)
 
 
 def close_last_month(organization: Organization):

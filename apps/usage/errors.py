@@ -1,6 +1,7 @@
 """Errors of the usage domain, each with its stable code."""
 
 from apps.customers.wallets import InsufficientCredits, InsufficientWalletBalance
+from apps.pricing.errors import InvalidUsage
 from billing_portal.errors import PortalError
 
 __all__ = [
@@ -11,9 +12,13 @@ __all__ = [
     "IdempotencyConflict",
     "InsufficientCredits",
     "InsufficientWalletBalance",
+    "InvalidEvent",
     "InvalidIdempotencyKey",
+    "InvalidMeterData",
     "InvalidStatusTransition",
+    "MeterNotFound",
     "NotIncludedInSubscription",
+    "UnknownEventType",
 ]
 
 
@@ -72,3 +77,35 @@ class InvalidStatusTransition(PortalError):
     code = "invalid_status_transition"
     status_code = 409
     message = "The billing record cannot move to that status."
+
+
+# --- CloudEvents and meters (``api/cloudevents``, ``api/events_views``) -------------------
+
+
+class InvalidEvent(InvalidUsage):
+    """A CloudEvent whose own attributes (id, subject, type, specversion, time, data) are
+    missing or malformed; ``details.fields`` names them."""
+
+    code = "invalid_event"
+    message = "The event is not a valid CloudEvent."
+
+
+class InvalidMeterData(InvalidUsage):
+    """The event's ``data`` lacks a value its meter reads, or holds one that is not a
+    non-negative number (or a group-by value that is not a scalar); ``details.fields``
+    names the paths."""
+
+    code = "invalid_meter_data"
+    message = "The event's data does not hold what its meter reads."
+
+
+class UnknownEventType(PortalError):
+    code = "unknown_event_type"
+    status_code = 400
+    message = "No active meter reads events of this type."
+
+
+class MeterNotFound(PortalError):
+    code = "meter_not_found"
+    status_code = 404
+    message = "No such meter."

@@ -1,14 +1,20 @@
-"""Usage events, their billing records and billing events, period counters and rollups."""
+"""Usage events, their billing records and billing events, period counters and rollups,
+and the meters that read CloudEvents into usage."""
 
 from __future__ import annotations
 
+import re
+
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 from apps.customers.models import ApiKey, Organization
 from apps.pricing.models import BillingMethod, Product
+from billing_portal.audit import history_user
 from billing_portal.ledger import AppendOnlyModel
 
 QUANTITY = {"max_digits": 28, "decimal_places": 12}
@@ -320,3 +326,125 @@ class StatementLine(AppendOnlyModel):
             return 0
         deleted, _ = models.QuerySet.delete(cls.objects.filter(statement_id=statement_id))
         return deleted
+
+
+# A meter reads ``data`` with simple dot paths: ``$.input_tokens``, ``$.usage.output``.
+DATA_PATH = re.compile(r"^\$(\.[A-Za-z0-9_-]+)+$")
+GROUP_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# The key of ``usage_details`` that keeps the CloudEvent's own type, source and data.
+CLOUDEVENT_DETAILS = "cloudevent"
+MAX_GROUP_KEYS = 10
+
+
+def path_keys(path: str) -> list[str]:
+    """The keys a valid ``$.a.b`` path walks through ``data``: ``["a", "b"]``."""
+    return path.split(".")[1:]
+
+
+class Meter(models.Model):
+    """How events of one CloudEvents ``type`` become usage of one product (OpenMeter's
+    meter): which paths of ``data`` hold the quantity of each of the product's dimensions,
+    and which hold the values usage is grouped by. A meter's events are priced, paid and
+    counted against budgets as that product's usage, exactly like ``usage/record``."""
+
+    class Aggregation(models.TextChoices):
+        SUM = "SUM", "Sum of the value properties"
+        COUNT = "COUNT", "Count of events (each one unit)"
+
+    slug = models.SlugField(max_length=64, unique=True, help_text="The meter's id in the API.")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    event_type = models.CharField(
+        max_length=200, unique=True, help_text="The CloudEvents `type` this meter reads."
+    )
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="meters")
+    value_properties = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Product dimension -> path into data, e.g. {"input_tokens": '
+        '"$.input_tokens", "output_tokens": "$.output_tokens"} or {"units": "$.duration_ms"}. '
+        "Empty for COUNT (each event is one unit of the product's first dimension).",
+    )
+    group_by = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Name -> path into data, e.g. {"agent_id": "$.agent_id", "model": "$.model"}. '
+        "`user_id` and `session_id` also fill the usage event's own fields.",
+    )
+    aggregation = models.CharField(
+        max_length=8, choices=Aggregation.choices, default=Aggregation.SUM
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # Who changed what, when: the admin's history view.
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(aggregation__in=["SUM", "COUNT"]), name="meter_aggregation_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def dimensions(self) -> list[str]:
+        """The product dimensions its events carry, in the product's order."""
+        if self.aggregation == self.Aggregation.COUNT:
+            return [self.product.default_dimension]
+        return [d for d in self.product.dimensions if d in self.value_properties]
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        values, groups = self.value_properties, self.group_by
+        if not isinstance(values, dict) or not all(
+            isinstance(path, str) for path in values.values()
+        ):
+            errors["value_properties"] = ["An object of dimension -> path."]
+        elif self.aggregation == self.Aggregation.COUNT and values:
+            errors["value_properties"] = ["A COUNT meter reads no values: leave it empty."]
+        elif self.aggregation == self.Aggregation.SUM:
+            if not values:
+                errors["value_properties"] = ["A SUM meter reads at least one value."]
+            elif self.product_id is not None:
+                unknown = sorted(set(values) - set(self.product.dimensions))
+                if unknown:
+                    errors["value_properties"] = [
+                        f"Not dimensions of {self.product.code}: {', '.join(unknown)} "
+                        f"(it has {', '.join(self.product.dimensions)})."
+                    ]
+            bad = [path for path in values.values() if not DATA_PATH.match(path)]
+            if bad:
+                errors.setdefault("value_properties", []).append(_path_message(bad))
+        if not isinstance(groups, dict) or not all(
+            isinstance(path, str) for path in groups.values()
+        ):
+            errors["group_by"] = ["An object of name -> path."]
+        else:
+            problems = []
+            names = [name for name in groups if not GROUP_KEY.match(name)]
+            if names:
+                problems.append(
+                    f"Names are letters, digits and _ (not starting with a digit): "
+                    f"{', '.join(names)}."
+                )
+            if CLOUDEVENT_DETAILS in groups:
+                problems.append(f"`{CLOUDEVENT_DETAILS}` is reserved.")
+            if len(groups) > MAX_GROUP_KEYS:
+                problems.append(f"At most {MAX_GROUP_KEYS} group-by values.")
+            bad = [path for path in groups.values() if not DATA_PATH.match(path)]
+            if bad:
+                problems.append(_path_message(bad))
+            if problems:
+                errors["group_by"] = problems
+        if errors:
+            raise ValidationError(errors)
+
+
+def _path_message(paths: list[str]) -> str:
+    return f"Paths are simple dot paths like $.input_tokens or $.usage.output: {', '.join(paths)}."

@@ -2,7 +2,8 @@
 
 An organisation key acts for its own organisation only: naming another one is answered
 exactly like naming one that does not exist. A service key acts for the organisation the
-request names in ``organization_id`` (query string first, then the JSON body).
+request names in ``organization_id`` (query string first, then the JSON body), or in a
+CloudEvent's ``subject``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 
 from apps.customers import selectors
-from apps.customers.errors import OrganizationNotFound, OrganizationRequired, OrganizationSuspended
+from apps.customers.errors import (
+    OrganizationNotFound,
+    OrganizationRequired,
+    OrganizationSuspended,
+    UnknownSubject,
+)
 from apps.customers.models import ApiKey, Organization
 
 
@@ -53,6 +59,25 @@ def organization_for_request(
         if organization_id is not None and organization_id != organization.slug:
             raise OrganizationNotFound(details={"organization_id": organization_id})
 
+    if not allow_suspended and not organization.is_active:
+        raise OrganizationSuspended(details={"organization_id": organization.slug})
+    return organization
+
+
+def organization_for_subject(
+    subject: str, *, api_key: ApiKey | None, allow_suspended: bool = False
+) -> Organization:
+    """The organisation a CloudEvents ``subject`` (its slug, the API's ``organization_id``)
+    names, for ``api_key``: an organisation key's own only, any for a service key (or for
+    the portal itself, ``api_key`` None). Raises UnknownSubject, OrganizationSuspended."""
+    if api_key is not None and not api_key.is_service:
+        organization = api_key.organization
+        if subject != organization.slug:
+            raise UnknownSubject(details={"subject": subject[:300]})
+    else:
+        organization = selectors.organization_by_slug(subject)
+        if organization is None:
+            raise UnknownSubject(details={"subject": subject[:300]})
     if not allow_suspended and not organization.is_active:
         raise OrganizationSuspended(details={"organization_id": organization.slug})
     return organization

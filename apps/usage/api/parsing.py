@@ -50,6 +50,43 @@ def parse_quantity(value, name: str, problems: dict) -> Decimal | None:
     return None
 
 
+def content_fingerprint(
+    *,
+    product_id: str | None,
+    service_type: str | None = None,
+    usage_amount: Decimal | None = None,
+    dimensions: dict[str, Decimal] | None = None,
+    usage_details: dict | None = None,
+    user_id: str = "",
+    session_id: str = "",
+    billing_method: str | None = None,
+    occurred_at: datetime | None = None,
+) -> str:
+    """The fingerprint of an event's content as every ingestion surface computes it: the
+    same content under the same key is a retry, other content a conflict."""
+    return fingerprint(
+        {
+            "product_id": product_id,
+            "service_type": service_type,
+            "usage_amount": usage_amount,
+            "dimensions": dimensions,
+            "usage_details": usage_details if usage_details is not None else {},
+            "user_id": user_id,
+            "session_id": session_id,
+            "billing_method": billing_method,
+            "occurred_at": occurred_at.isoformat() if occurred_at else None,
+        }
+    )
+
+
+def check_ingestion_window(occurred_at: datetime, *, now: datetime) -> None:
+    """Raises EventTooOld / EventInFuture for an instant outside what ingestion accepts."""
+    if occurred_at < now - INGESTION_WINDOW_PAST:
+        raise EventTooOld(details={"occurred_at": occurred_at.isoformat(), "max_age_days": 30})
+    if occurred_at > now + INGESTION_WINDOW_FUTURE:
+        raise EventInFuture(details={"occurred_at": occurred_at.isoformat(), "max_ahead_hours": 24})
+
+
 def idempotency_key_of(body_key, header_key: str | None) -> str:
     """``event_id`` in the body or the ``Idempotency-Key`` header (the same if both are
     given); without either, a fresh key, so such a post is never deduplicated."""
@@ -118,28 +155,22 @@ def parse_event(raw, *, header_key: str | None = None, now: datetime) -> EventIn
     if problems:
         raise InvalidUsage(problems)
     if occurred_at is not None:
-        if occurred_at < now - INGESTION_WINDOW_PAST:
-            raise EventTooOld(details={"occurred_at": occurred_at.isoformat(), "max_age_days": 30})
-        if occurred_at > now + INGESTION_WINDOW_FUTURE:
-            raise EventInFuture(
-                details={"occurred_at": occurred_at.isoformat(), "max_ahead_hours": 24}
-            )
+        check_ingestion_window(occurred_at, now=now)
 
-    content = {
-        "product_id": texts.get("product_id"),
-        "service_type": texts.get("service_type"),
-        "usage_amount": usage_amount,
-        "dimensions": dimensions,
-        "usage_details": details,
-        "user_id": texts.get("user_id", ""),
-        "session_id": texts.get("session_id", ""),
-        "billing_method": method,
-        "occurred_at": occurred_at.isoformat() if occurred_at else None,
-    }
     return EventInput(
         idempotency_key=key,
         product_id=texts["product_id"],
-        fingerprint=fingerprint(content),
+        fingerprint=content_fingerprint(
+            product_id=texts.get("product_id"),
+            service_type=texts.get("service_type"),
+            usage_amount=usage_amount,
+            dimensions=dimensions,
+            usage_details=details,
+            user_id=texts.get("user_id", ""),
+            session_id=texts.get("session_id", ""),
+            billing_method=method,
+            occurred_at=occurred_at,
+        ),
         usage_amount=usage_amount,
         dimensions=dimensions,
         usage_details=details,

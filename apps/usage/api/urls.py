@@ -1,10 +1,14 @@
 from django.urls import path
 
-from apps.usage.api import billing_views, statement_views, views
+from apps.usage.api import billing_views, events_views, statement_views, views
 
 urlpatterns = [
     path("usage/record", views.UsageRecordApi.as_view(), name="usage-record"),
     path("usage/batch", views.UsageBatchApi.as_view(), name="usage-batch"),
+    # OpenMeter's paths: CloudEvents in, meters and their queries out.
+    path("events", events_views.EventsApi.as_view(), name="events"),
+    path("meters", events_views.MeterListApi.as_view(), name="meters"),
+    path("meters/<slug:slug>/query", events_views.MeterQueryApi.as_view(), name="meter-query"),
     path("usage/aggregations", billing_views.AggregationsApi.as_view(), name="usage-aggregations"),
     path("usage/trends", billing_views.TrendsApi.as_view(), name="usage-trends"),
     path("usage/top-consumers", billing_views.TopConsumersApi.as_view(), name="top-consumers"),

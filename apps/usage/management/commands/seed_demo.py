@@ -24,6 +24,7 @@ class Command(BaseCommand):
         if not settings.DEMO_DATA_ALLOWED:
             raise CommandError("seed_demo refuses to run under production settings.")
         plans = pricing_demo.seed_catalog()
+        usage_demo.seed_meters()
         customers = customers_demo.seed_customers(plan=plans["pro"])
         organization = customers.organization
         budgets_demo.seed_budgets(organization)
