@@ -106,7 +106,12 @@ def meter_usage(
     ).filter(**{alias: value for alias, (_, value) in matches.items()})
     keys = [aliases[name] for name in group_by]
     if window_size is not None:
-        events = events.annotate(window=Trunc("occurred_at", WINDOW_SIZES[window_size], tzinfo=tz))
+        # Minutes and hours are cut in UTC: a local hour repeated when the clocks go back
+        # is then two windows, not one (hours of a zone a half hour off UTC are UTC hours).
+        cut_in = UTC_ZONE if window_size in FIXED_WINDOWS else tz
+        events = events.annotate(
+            window=Trunc("occurred_at", WINDOW_SIZES[window_size], tzinfo=cut_in)
+        )
         keys.insert(0, "window")
     dimensions = {f"value_{n}": dimension for n, dimension in enumerate(meter.dimensions)}
 

@@ -161,6 +161,29 @@ def test_a_retried_event_is_a_duplicate_and_bills_once(api_client, key, meter, o
     assert DailyUsage.objects.get().event_count == 2
 
 
+def test_a_retry_after_staff_edited_the_meter_is_still_a_duplicate(api_client, key, meter):
+    event = invocation("evt-1")
+    assert post(api_client, key, event).status_code == 204
+    meter.group_by = {"agent_id": "$.agent_id"}  # no longer groups by model
+    meter.save()
+
+    retry = post(api_client, key, event)
+
+    assert retry.status_code == 204 and retry["Idempotent-Replayed"] == "true"
+    assert UsageEvent.objects.filter(idempotency_key="evt-1").count() == 1
+
+
+def test_usage_record_cannot_pass_itself_off_as_a_meters_event(api_client, key, meter):
+    response = api_client.post("/api/v1/usage/record", {
+        "product_id": "llm", "dimensions": {"input_tokens": 5},
+        "usage_details": {"cloudevent": {"type": "agent_invocation"}},
+    }, format="json", **bearer(key))  # fmt: skip
+
+    assert response.status_code == 400 and error_code(response) == "validation_error"
+    assert "usage_details.cloudevent" in response.json()["error"]["details"]["fields"]
+    assert not UsageEvent.objects.exists()
+
+
 def test_a_retry_without_a_time_is_still_the_same_event(api_client, key, meter):
     event = invocation("evt-1")
     del event["time"]
@@ -216,6 +239,8 @@ BAD_EVENTS = [
     (_without(invocation("e"), "type"), "invalid_event", "type"),
     (invocation("e", specversion="0.3"), "invalid_event", "specversion"),
     (invocation("e", time="yesterday"), "invalid_event", "time"),
+    (invocation("e", time="2026-02-30T10:00:00Z"), "invalid_event", "time"),  # no such day
+    (invocation("e", type=["agent_invocation"]), "invalid_event", "type"),
     (invocation("e", data=[1, 2]), "invalid_event", "data"),
     (invocation("e", type="unheard_of"), "unknown_event_type", None),
     (invocation("e", data=_data(tokens_input=...)), "invalid_meter_data", "$.tokens_input"),
@@ -570,7 +595,7 @@ def test_the_query_reads_only_the_keys_organisation(api_client, key, meter, plan
 
     assert [r["value"] for r in own.json()["data"]] == [5]
     assert named.json()["data"] == own.json()["data"]
-    assert other.status_code == 400 and error_code(other) == "unknown_subject"
+    assert other.status_code == 404 and error_code(other) == "organization_not_found"
 
 
 def test_a_service_key_queries_the_subject_it_names(api_client, key, meter):
@@ -594,6 +619,10 @@ def test_a_service_key_queries_the_subject_it_names(api_client, key, meter):
         ({"from": "last week"}, "from"),
         ({"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "from"),
         ({"dimension": "units"}, "dimension"),
+        ({"windowTimeZone": "America"}, "windowTimeZone"),  # a directory of zones
+        ({"from": "2026-02-30T00:00:00Z"}, "from"),
+        ({"windowSize": "MINUTE"}, "windowSize"),  # 43,200 windows in the default 30 days
+        ({"from": "2025-01-01T00:00:00Z", "to": "2026-06-01T00:00:00Z"}, "from"),  # > 400 days
     ],
 )
 def test_bad_query_parameters_are_named(api_client, key, meter, params, field):
@@ -602,6 +631,42 @@ def test_bad_query_parameters_are_named(api_client, key, meter, params, field):
     assert response.status_code == 400
     assert error_code(response) == "validation_error"
     assert field in response.json()["error"]["details"]["fields"]
+
+
+def test_hour_windows_stay_an_hour_long_when_the_clocks_go_back(api_client, key, meter):
+    """New York, 2025-11-02: 01:30 happens twice (05:30 and 06:30 UTC); each is its own
+    window."""
+    for n in (1, 2):
+        assert post(api_client, key, invocation(f"dst-{n}", tokens_in=n)).status_code == 204
+    for n, instant in ((1, "2025-11-02T05:30:00Z"), (2, "2025-11-02T06:30:00Z")):
+        UsageEvent.objects.filter(idempotency_key=f"dst-{n}").update(
+            occurred_at=datetime.fromisoformat(instant)
+        )
+
+    response = api_client.get(QUERY, {
+        "from": "2025-11-02T04:00:00Z", "to": "2025-11-02T08:00:00Z", "windowSize": "HOUR",
+        "windowTimeZone": "America/New_York", "dimension": "input_tokens",
+    }, **bearer(key))  # fmt: skip
+
+    data = response.json()["data"]
+    assert [(row["windowStart"], row["windowEnd"], row["value"]) for row in data] == [
+        ("2025-11-02T01:00:00-04:00", "2025-11-02T01:00:00-05:00", 1),
+        ("2025-11-02T01:00:00-05:00", "2025-11-02T02:00:00-05:00", 2),
+    ]
+
+
+def test_a_query_without_from_reads_the_last_thirty_days(api_client, key, meter):
+    assert post(api_client, key, invocation("recent")).status_code == 204
+    assert post(api_client, key, invocation("old")).status_code == 204
+    UsageEvent.objects.filter(idempotency_key="old").update(
+        occurred_at=timezone.now() - timedelta(days=45)
+    )
+
+    body = api_client.get(QUERY, **bearer(key)).json()
+
+    assert [row["value"] for row in body["data"]] == [110]  # the recent one's 100 + 10
+    start, end = datetime.fromisoformat(body["from"]), datetime.fromisoformat(body["to"])
+    assert end - start == timedelta(days=30)
 
 
 def test_an_unknown_meter_is_404(api_client, key):

@@ -20,19 +20,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from django.utils.dateparse import parse_datetime
-
 from apps.customers.api.tenancy import organization_for_subject
 from apps.customers.models import ApiKey, Organization
 from apps.pricing.cost_engine import format_quantity
 from apps.usage.api.parsing import (
     MAX_KEY_LENGTH,
     check_ingestion_window,
-    content_fingerprint,
+    parse_instant,
     parse_quantity,
 )
 from apps.usage.errors import InvalidEvent, InvalidMeterData, UnknownEventType
-from apps.usage.ingestion import EventInput, Outcome, ingest
+from apps.usage.ingestion import EventInput, Outcome, fingerprint, ingest
 from apps.usage.meters import active_meters_by_type
 from apps.usage.models import CLOUDEVENT_DETAILS, BillingRecord, Meter, path_keys
 from billing_portal.errors import PortalError
@@ -104,7 +102,7 @@ def parse_cloud_event(raw, *, meters: dict[str, Meter], now: datetime) -> tuple[
         problems["specversion"] = f'Must be "{SPEC_VERSION}".'
     occurred_at = None
     if raw.get("time") is not None:
-        parsed = parse_datetime(raw["time"]) if isinstance(raw["time"], str) else None
+        parsed = parse_instant(raw["time"])
         if parsed is None:
             problems["time"] = "An RFC 3339 date-time."
         else:
@@ -160,13 +158,18 @@ def parse_cloud_event(raw, *, meters: dict[str, Meter], now: datetime) -> tuple[
     event = EventInput(
         idempotency_key=event_id,
         product_id=product_code,
-        fingerprint=content_fingerprint(
-            product_id=product_code,
-            dimensions=dimensions,
-            usage_details=usage_details,
-            user_id=user_id,
-            session_id=session_id,
-            occurred_at=occurred_at,
+        # The event as its producer sent it (not as the meter reads it): a retry after
+        # staff edited the meter is still the same event.
+        fingerprint=fingerprint(
+            {
+                "cloudevent": {
+                    "type": event_type,
+                    "source": source,
+                    "subject": subject,
+                    "time": raw.get("time"),
+                    "data": data,
+                }
+            }  # fmt: skip
         ),
         dimensions=dimensions,
         usage_details=usage_details,
@@ -184,8 +187,12 @@ def record_cloud_events(
     for; None: any, for the portal's own callers) through ``ingestion.ingest``, one call
     per organisation, in order. One result per event; a bad event never stops the others.
     """
-    types = {raw.get("type") for raw in raw_events if isinstance(raw, dict)}
-    meters = active_meters_by_type({t for t in types if isinstance(t, str)})
+    types = {
+        raw["type"]
+        for raw in raw_events
+        if isinstance(raw, dict) and isinstance(raw.get("type"), str)
+    }
+    meters = active_meters_by_type(types)
     organizations: dict[str, Organization | PortalError] = {}
     results: list[CloudEventResult | None] = [None] * len(raw_events)
     groups: dict[int, tuple[Organization, list[tuple[int, EventInput]]]] = {}

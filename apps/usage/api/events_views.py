@@ -5,11 +5,10 @@ OpenMeter events switches to the portal by changing its base URL and key."""
 from __future__ import annotations
 
 import zoneinfo
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -25,11 +24,13 @@ from rest_framework.views import APIView
 
 from apps.customers.api.permissions import HasApiKeyScope
 from apps.customers.api.tenancy import organization_for_subject
+from apps.customers.errors import OrganizationNotFound, UnknownSubject
 from apps.customers.models import ApiKey
 from apps.pricing.cost_engine import format_amount, format_quantity
 from apps.pricing.errors import InvalidUsage
 from apps.usage import meters as meter_reads
 from apps.usage.api.cloudevents import CloudEventResult, record_cloud_events
+from apps.usage.api.parsing import parse_instant
 from apps.usage.api.views import MAX_BATCH, actor_of
 from apps.usage.errors import BatchTooLarge, InvalidEvent, MeterNotFound
 from apps.usage.ingestion import Outcome
@@ -237,6 +238,7 @@ class MeterQueryApi(APIView):
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
     renderer_classes = [ExactJSONRenderer]
+    throttle_classes = [ApiKeyRateThrottle]
 
     class OutputSerializer(serializers.Serializer):
         class RowSerializer(serializers.Serializer):
@@ -299,13 +301,14 @@ class MeterQueryApi(APIView):
         if subject is None and api_key.is_service:
             raise InvalidUsage({"subject": "A service key names the organisation in `subject`."})
         subject = subject or api_key.organization.slug
-        organization = organization_for_subject(subject, api_key=api_key, allow_suspended=True)
+        try:
+            organization = organization_for_subject(subject, api_key=api_key, allow_suspended=True)
+        except UnknownSubject as error:  # as every read of the API answers it
+            raise OrganizationNotFound(details=error.details) from None
         dimension = query.pop("dimension")
         rows = meter_reads.meter_usage(meter=meter, organization=organization, **query)
 
         start, end, size, tz = query["start"], query["end"], query["window_size"], query["tz"]
-        if size is None and start is None and rows:
-            start = min(row.first_at for row in rows)
         data = []
         for row in rows:
             window_start = row.window_start if size else start
@@ -333,6 +336,13 @@ class MeterQueryApi(APIView):
         )
 
 
+DEFAULT_RANGE = timedelta(days=30)
+MAX_RANGE = timedelta(days=400)
+MAX_WINDOWS = 10_000
+WINDOW_LENGTH = {"MINUTE": timedelta(minutes=1), "HOUR": timedelta(hours=1),
+                 "DAY": timedelta(days=1), "MONTH": timedelta(days=28)}  # fmt: skip
+
+
 def _instant(value: datetime | None, tz) -> str | None:
     if value is None:
         return None
@@ -345,23 +355,33 @@ def _parse_query(params, meter) -> dict:
     instants = {}
     for name in ("from", "to"):
         value = params.get(name)
-        parsed = parse_datetime(value) if value else None
+        parsed = parse_instant(value) if value else None
         if value and parsed is None:
             problems[name] = "An RFC 3339 date-time."
         elif parsed is not None:
             instants[name] = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     end = instants.get("to") or timezone.now()
-    start = instants.get("from")
-    if start is not None and start >= end:
+    # Without ``from``: the last ``DEFAULT_RANGE`` (a query reads raw events: bounded).
+    start = instants.get("from") or end - DEFAULT_RANGE
+    if start >= end:
         problems["from"] = "Must be before `to`."
+    elif end - start > MAX_RANGE:
+        problems["from"] = f"At most {MAX_RANGE.days} days before `to`."
 
     size = params.get("windowSize") or None
     if size is not None and size.upper() not in meter_reads.WINDOW_SIZES:
         problems["windowSize"] = f"One of: {', '.join(meter_reads.WINDOW_SIZES)}."
+    elif size is not None and "from" not in problems:
+        windows = (end - start) / WINDOW_LENGTH[size.upper()]
+        if windows > MAX_WINDOWS:
+            problems["windowSize"] = (
+                f"{int(windows):,} windows; at most {MAX_WINDOWS:,}: a larger window or a "
+                "shorter range."
+            )
     tz_name = params.get("windowTimeZone") or "UTC"
     try:
         tz = zoneinfo.ZoneInfo(tz_name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory
         problems["windowTimeZone"] = "An IANA time zone, like Europe/Berlin."
         tz = None
 

@@ -18,6 +18,7 @@ from apps.pricing.errors import InvalidUsage
 from apps.pricing.models import BillingMethod
 from apps.usage.errors import EventInFuture, EventTooOld, InvalidIdempotencyKey
 from apps.usage.ingestion import EventInput, fingerprint
+from apps.usage.models import CLOUDEVENT_DETAILS
 
 MAX_KEY_LENGTH = 255
 MAX_PLACES = 12
@@ -141,6 +142,8 @@ def parse_event(raw, *, header_key: str | None = None, now: datetime) -> EventIn
     details = raw.get("usage_details") or {}
     if not isinstance(details, dict):
         problems["usage_details"] = "An object."
+    elif CLOUDEVENT_DETAILS in details:  # what /events keeps there, for its meters
+        problems[f"usage_details.{CLOUDEVENT_DETAILS}"] = "Reserved for /api/v1/events."
     for name in ("input_tokens", "output_tokens"):
         if isinstance(details, dict) and details.get(name) is not None:
             parse_quantity(details[name], f"usage_details.{name}", problems)
@@ -182,8 +185,19 @@ def parse_event(raw, *, header_key: str | None = None, now: datetime) -> EventIn
     )
 
 
+def parse_instant(value) -> datetime | None:
+    """An ISO 8601 / RFC 3339 date-time, or None when it is not one (a date that does not
+    exist, like February 30, included)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        return None
+
+
 def _parse_time(value, problems: dict) -> datetime | None:
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    parsed = parse_instant(value)
     if parsed is None:
         problems["occurred_at"] = "An ISO 8601 date-time."
         return None
