@@ -3,6 +3,7 @@ with the demo catalog's kinds of products, and its API key: what the client talk
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -118,3 +119,18 @@ def usage_count(organization=None) -> int:
     if organization is not None:
         events = events.filter(organization=organization)
     return events.count()
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+def assert_counts_add_up(stats: dict) -> None:
+    """Every event ``track()`` accepted is flushed, failed, pending or dropped: exactly one."""
+    assert stats["tracked"] == (
+        stats["flushed"] + stats["failed"] + stats["pending"] + stats["dropped"]
+    ), stats

@@ -4,7 +4,9 @@
 or the next answer lost on its way back) and come back on the same port.
 ``FlakyHttpProxy`` forwards each request to the portal and can throw the portal's answer
 away: answering 503 with ``Retry-After`` instead, or answering nothing until the client has
-given up. Either way the portal did the work, and the client does not know it.
+given up. Either way the portal did the work, and the client does not know it. It can also
+refuse a request with a status of its own without forwarding it, and rewrite the portal's
+answers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -153,9 +156,14 @@ class Seen:
 class FlakyHttpProxy:
     upstream_url: str
     spoil: int = 0  # how many of the next attempts lose the portal's answer
-    mode: str = "503"  # "503": answer 503 + Retry-After; "silence": answer nothing in time
+    # "503": answer 503 + Retry-After; "silence": answer nothing in time; "refuse": answer
+    # ``refuse_status`` without forwarding the request (the portal never sees it)
+    mode: str = "503"
     retry_after: str = "1"
     silence_seconds: float = 3.0
+    refuse_status: int = 422
+    refuse_code: str = "validation_error"
+    rewrite: Callable[[bytes], bytes] | None = None  # applied to the answers passed on
     seen: list[Seen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -190,10 +198,18 @@ class FlakyHttpProxy:
             self._server.shutdown()
             self._server.server_close()
 
+    @property
+    def bodies(self) -> list[dict]:
+        """The JSON bodies of the requests seen, in order."""
+        with self._lock:
+            return [json.loads(seen.body) for seen in self.seen if seen.body]
+
     def _relay(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
+        if self.mode == "refuse" and self._refuse(handler, headers, body):
+            return
         host, port = _address(self.upstream_url)
         upstream = http.client.HTTPConnection(host, port, timeout=30)
         upstream.request(handler.command, handler.path, body=body or None, headers=headers)
@@ -220,6 +236,8 @@ class FlakyHttpProxy:
             handler.send_header("Retry-After", self.retry_after)
             handler.send_header("Content-Type", "application/json")
         else:
+            if self.rewrite is not None and answer.status < 400:
+                content = self.rewrite(content)
             handler.send_response(answer.status)
             for name, value in answer.getheaders():
                 if name.lower() not in ("content-length", "connection", "transfer-encoding",
@@ -228,3 +246,20 @@ class FlakyHttpProxy:
         handler.send_header("Content-Length", str(len(content)))
         handler.end_headers()
         handler.wfile.write(content)
+
+    def _refuse(self, handler: BaseHTTPRequestHandler, headers: dict, body: bytes) -> bool:
+        with self._lock:
+            if self.spoil <= 0:
+                return False
+            self.spoil -= 1
+            status = self.refuse_status
+            self.seen.append(Seen(handler.command, handler.path, headers, body, 0, status))
+        content = json.dumps(
+            {"error": {"code": self.refuse_code, "message": "Refused.", "details": {}}}
+        ).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(content)))
+        handler.end_headers()
+        handler.wfile.write(content)
+        return True

@@ -137,3 +137,20 @@ def test_a_plain_function_cannot_be_guarded_by_an_async_client(portal, async_cli
     assert ran == []
     assert usage_count() == 0
     asyncio.run(client.close())
+
+
+def test_the_decorated_function_keeps_its_name_docstring_and_the_wrapped_original(billing):
+    def run_workflow(workflow_id):
+        """Runs one workflow."""
+
+    async def generate(prompt):
+        """Generates text."""
+
+    guarded = require_entitlement("executions", client=billing)(run_workflow)
+    guarded_async = require_entitlement("tokens", client=billing)(generate)
+
+    assert (guarded.__name__, guarded.__doc__) == ("run_workflow", "Runs one workflow.")
+    assert guarded.__wrapped__ is run_workflow
+    assert (guarded_async.__name__, guarded_async.__doc__) == ("generate", "Generates text.")
+    assert guarded_async.__wrapped__ is generate
+    assert asyncio.iscoroutinefunction(guarded_async)

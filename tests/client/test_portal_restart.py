@@ -2,6 +2,7 @@
 the portal itself, served by gunicorn, is killed and started again: the portal's stats
 endpoint then reports exactly 10,000 events."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -26,13 +28,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(port: int) -> subprocess.Popen:
+def database_url() -> str:
+    """The test database, for gunicorn: the same user, password, host, port and name."""
     db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "API_THROTTLE_RATE": "",
-    }
+    user = quote(db["USER"] or "", safe="")
+    if db.get("PASSWORD"):
+        user += ":" + quote(db["PASSWORD"], safe="")
+    credentials = f"{user}@" if user else ""
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{credentials}{db['HOST'] or ''}{port}/{quote(db['NAME'], safe='')}"
+
+
+def serve(port: int) -> subprocess.Popen:
+    env = {**os.environ, "DATABASE_URL": database_url(), "API_THROTTLE_RATE": ""}
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "billing_portal.wsgi", "-b", f"127.0.0.1:{port}",
          "-w", "2", "--worker-class", "sync"],
@@ -50,7 +58,9 @@ def serve(port: int) -> subprocess.Popen:
 
 
 def kill(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGKILL)  # a crash: no graceful shutdown
+    """A crash: no graceful shutdown, workers included. A group already gone is fine."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)
     server.wait(timeout=30)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from billing_client import BillingClient, UsageTracker
 
-from tests.client.test_tracker import wait_until
+from tests.client.conftest import assert_counts_add_up, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -49,6 +49,7 @@ def test_ten_thousand_events_across_a_portal_restart_are_counted_exactly_once(
     assert stats["duplicates"] > 0  # the batch whose answer was lost, sent again
     assert (stats["tracked"], stats["flushed"], stats["pending"]) == (COUNT, COUNT, 0)
     assert (stats["failed"], stats["dropped"]) == (0, 0)
+    assert_counts_add_up(down)
     assert reported == COUNT
 
 

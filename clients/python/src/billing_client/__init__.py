@@ -28,8 +28,9 @@ from billing_client.errors import (  # noqa: E402
     Unavailable,
     ValidationFailed,
 )
+from billing_client.pending import TrackerFull  # noqa: E402
 from billing_client.retrying import RetryPolicy  # noqa: E402
-from billing_client.tracker import TrackerFull, UsageTracker  # noqa: E402
+from billing_client.tracker import UsageTracker  # noqa: E402
 
 __all__ = [
     "AsyncBillingClient",

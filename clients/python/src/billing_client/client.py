@@ -21,6 +21,7 @@ from billing_client.endpoints import Call
 from billing_client.errors import BillingError, PaymentRequired
 from billing_client.parsing import Quantity
 from billing_client.transport import (
+    CLIENT_TIMEOUT,
     DEFAULT_TIMEOUT,
     ClientConfig,
     Timeout,
@@ -89,21 +90,31 @@ class BillingClient:
         return self._http.is_closed
 
     @property
+    def timeout(self) -> httpx.Timeout:
+        """Each attempt's timeouts (the ``httpx`` client's, yours with ``http_client``)."""
+        return self._http.timeout
+
+    @property
     def organization_id(self) -> str | None:
         return self.config.organization_id
 
     def _org(self, organization_id: str | None) -> str | None:
         return organization_id or self.config.organization_id
 
-    def send(self, call: Call[T], *, max_retries: int | None = None) -> T:
+    def send(
+        self, call: Call[T], *, max_retries: int | None = None, timeout: Timeout = CLIENT_TIMEOUT
+    ) -> T:
         """Sends ``call``, trying again as the retry policy allows; returns its result or
-        raises the typed error of the last attempt."""
+        raises the typed error of the last attempt. ``timeout``: each attempt's timeout,
+        instead of the client's (seconds or an ``httpx.Timeout``)."""
         policy = self.config.policy(max_retries)
         request_id = new_request_id()
         retry = 0
         while True:
             try:
-                response = self._http.request(**self.config.request_of(call, request_id))
+                response = self._http.request(
+                    **self.config.request_of(call, request_id), timeout=timeout
+                )
             except httpx.TransportError as exc:
                 error: BillingError = error_from_exception(exc, request_id)
                 cause: BaseException | None = exc
@@ -162,14 +173,15 @@ class BillingClient:
         *,
         organization_id: str | None = None,
         max_retries: int | None = None,
+        timeout: Timeout = CLIENT_TIMEOUT,
     ) -> results.BatchResult:
         """Records up to 1,000 events (``usage/batch``), each as built by
         ``billing_client.usage_event`` (or the same fields). Events without ``event_id`` get
         one now, kept across retries. One refused event never refuses the others: each
         answer is in ``results`` (``accepted``, ``duplicate`` or ``rejected`` with its typed
-        ``error``)."""
+        ``error``). ``timeout`` replaces the client's for this call's attempts."""
         call = endpoints.record_batch(events, organization_id=self._org(organization_id))
-        return self.send(call, max_retries=max_retries)
+        return self.send(call, max_retries=max_retries, timeout=timeout)
 
     def check_and_record(
         self,

@@ -10,6 +10,7 @@ which is sent again only when it certainly never reached the portal.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -65,7 +66,9 @@ def is_retryable(error: BillingError, *, idempotent: bool) -> bool:
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header: a number of seconds or an HTTP date."""
+    """Seconds from a ``Retry-After`` header: a number of seconds or an HTTP date. A value
+    that is no finite number (``inf``, ``1e999``, ``nan``) is no answer (None); a date in
+    the past is 0. How long a caller is willing to wait is its own limit to apply."""
     if value is None:
         return None
     value = value.strip()
@@ -76,10 +79,10 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     except ValueError:
         pass
     else:
-        return max(seconds, 0.0) if seconds == seconds else None  # NaN is no answer
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when is None:
         return None

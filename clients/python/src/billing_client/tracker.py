@@ -11,19 +11,27 @@ What happens to an event:
 
 * accepted, or answered as a duplicate: **flushed**;
 * refused by the portal for itself (a 4xx per-event error in the batch answer: unknown
-  product, hard budget exceeded, too old, ...), or the whole batch refused with a 4xx
-  (bad key, suspended organisation): **failed**, handed to ``on_failure`` and never sent
-  again (the same request would be refused the same way);
-* no answer (connection refused or lost, timeout), 5xx or 429: stays **pending**, at the
-  head of the queue, and is sent again after an exponential backoff with jitter (or
-  after the ``Retry-After`` the portal asked for).
+  product, hard budget exceeded, too old, ...), or the whole batch refused as malformed
+  (400, 422, ...): **failed**, handed to ``on_failure`` and never sent again (the same
+  request would be refused the same way);
+* the whole batch refused as too large (413): split in halves, each sent again at once
+  with the same keys (a single event refused as too large is failed);
+* no answer (connection refused or lost, timeout), 5xx, 429, or the key refused (401,
+  403: a key being rotated, an organisation being reinstated): stays **pending**, at the
+  head of the queue, and is sent again after an exponential backoff with jitter. A
+  ``Retry-After`` is followed within the tracker's own limits: never sooner than its
+  backoff, never later than ``backoff_max``.
 
 Memory is bounded: at most ``max_pending`` events wait (queued or in flight). When the
 queue is full, ``on_full`` decides: ``"drop_oldest"`` (the default) discards the oldest
-queued event and counts it in ``dropped``, so a service never stalls or fails because the
-portal is down; ``"block"`` makes ``track()`` wait for room (at most ``block_timeout``
-seconds, then ``TrackerFull``), for services that would rather slow down than lose usage;
-``"raise"`` raises ``TrackerFull`` at once and lets the caller decide.
+queued event (the new one itself when every waiting event is in flight) and counts it in
+``dropped``, so a service never stalls or fails because the portal is down; ``"block"``
+makes ``track()`` wait for room (at most ``block_timeout`` seconds, 30 by default, then
+``TrackerFull``; None waits for as long as it takes), for services that would rather slow
+down than lose usage; ``"raise"`` raises ``TrackerFull`` at once and lets the caller
+decide.
+
+The counts add up: ``tracked == flushed + failed + pending + dropped`` at every moment.
 """
 
 from __future__ import annotations
@@ -34,36 +42,27 @@ import logging
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from billing_client.client import BillingClient
+from billing_client.delivery import send_batch
 from billing_client.endpoints import new_idempotency_key, usage_event
 from billing_client.errors import BillingError
 from billing_client.parsing import Quantity, dumps
+from billing_client.pending import ON_FULL, PendingEvent, PendingQueue, TrackerFull
 from billing_client.retrying import RetryPolicy
+
+__all__ = ["TrackerFull", "UsageTracker"]
 
 logger = logging.getLogger("billing_client.tracker")
 
 MAX_BATCH = 1000  # the portal's limit per usage/batch request
-ON_FULL = ("drop_oldest", "block", "raise")
+
+DEFAULT_BLOCK_TIMEOUT = 30.0
 
 FailureHandler = Callable[[dict, BillingError], None]
-
-
-class TrackerFull(Exception):
-    """The tracker holds ``max_pending`` events and its policy refuses another."""
-
-
-class _Pending:
-    __slots__ = ("attempts", "event", "queued_at")
-
-    def __init__(self, event: dict[str, Any]) -> None:
-        self.event = event
-        self.attempts = 0
-        self.queued_at = time.monotonic()
 
 
 class UsageTracker:
@@ -74,6 +73,8 @@ class UsageTracker:
     to make (and close) its own. ``organization_id``: the organisation every event is for,
     unless ``track`` names another (needed with a service key). ``flush_at_exit``: deliver
     what is pending when the interpreter exits, trying for at most ``exit_timeout`` seconds.
+    ``block_timeout``: how long ``track`` waits for room with ``on_full="block"`` (None:
+    as long as it takes).
 
     >>> with UsageTracker(client, batch_size=500) as tracker:
     ...     tracker.track_execution(workflow_id="wf-42")
@@ -90,7 +91,7 @@ class UsageTracker:
         flush_interval_seconds: float = 5.0,
         max_pending: int = 50_000,
         on_full: str = "drop_oldest",
-        block_timeout: float | None = None,
+        block_timeout: float | None = DEFAULT_BLOCK_TIMEOUT,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         flush_at_exit: bool = True,
@@ -114,6 +115,8 @@ class UsageTracker:
             raise ValueError(f"on_full is one of: {', '.join(ON_FULL)}.")
         if flush_interval_seconds <= 0:
             raise ValueError("flush_interval_seconds must be positive.")
+        if block_timeout is not None and block_timeout < 0:
+            raise ValueError("block_timeout must not be negative.")
         self.client = client
         self.organization_id = organization_id
         self.batch_size = batch_size
@@ -124,21 +127,16 @@ class UsageTracker:
         self.exit_timeout = exit_timeout
         self.on_failure = on_failure
         self._backoff = RetryPolicy(backoff_base=backoff_base, backoff_max=backoff_max)
-
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)  # the flush thread waits here
-        self._room = threading.Condition(self._lock)  # track() waits here ("block")
-        self._flushing = threading.Lock()  # one flush at a time, so order is kept
-        self._queue: deque[_Pending] = deque()
-        self._in_flight = 0
-        self._failures = 0  # transient failures in a row
-        self._retry_at = 0.0
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self._counts = dict.fromkeys(
-            ("tracked", "flushed", "duplicates", "failed", "retried", "dropped", "batches"), 0
+        self._pending = PendingQueue(
+            max_pending=max_pending, batch_size=batch_size, on_full=on_full, backoff=self._backoff
         )
-        self._last_error: str | None = None
+        self._lock = self._pending.lock  # also guards the thread's state below
+        self._flushing = threading.Lock()  # one flush at a time, so order is kept
+        self._thread: threading.Thread | None = None
+        # Each thread has its own stop signal: a thread still finishing a request after a
+        # stop() that timed out ends after it, even if start() has made a new one.
+        self._thread_stop = threading.Event()
+        self._stopping = False
         self._exit_hook: Callable[[], None] | None = None
         self._flush_at_exit = flush_at_exit
         self._watch_exit()
@@ -156,29 +154,31 @@ class UsageTracker:
                     config.base_url, config.api_key, organization_id=config.organization_id
                 )
             self._stopping = False
+            self._thread_stop = threading.Event()
             self._thread = threading.Thread(
-                target=self._run, name="billing-usage-tracker", daemon=True
-            )
+                target=self._run, args=(self._thread_stop,), name="billing-usage-tracker",
+                daemon=True,
+            )  # fmt: skip
             self._thread.start()
         self._watch_exit()
         return self
 
     def stop(self, timeout: float | None = 10.0) -> int:
         """Stops the flush thread and delivers what is pending, trying (with backoff) for at
-        most ``timeout`` seconds (None: until delivered). Returns the number flushed by
-        this final delivery; what could not be delivered stays in ``pending``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        most ``timeout`` seconds (None: until delivered): it waits that long at most for
+        the thread's request under way, sends no request once the time is up and gives
+        each one only the time left. Returns the number flushed by this final delivery;
+        what could not be delivered stays in ``pending``."""
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0)
         with self._lock:
             self._stopping = True
-            self._wake.notify_all()
-            self._room.notify_all()
-            thread = self._thread
+            self._thread_stop.set()
+            thread, self._thread = self._thread, None
+            self._pending.wake.notify_all()
+            self._pending.room.notify_all()
         if thread is not None and thread is not threading.current_thread():
             thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))
-        with self._lock:
-            self._thread = None
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
-        flushed = self.flush(timeout=remaining)
+        flushed = self._deliver(deadline=deadline, retry=True)
         pending = self.pending
         if pending:
             logger.warning("Usage tracker stopped with %d events not delivered", pending)
@@ -222,8 +222,7 @@ class UsageTracker:
 
     @property
     def pending(self) -> int:
-        with self._lock:
-            return len(self._queue) + self._in_flight
+        return self._pending.pending
 
     # --- tracking --------------------------------------------------------------------------
 
@@ -255,7 +254,7 @@ class UsageTracker:
             usage_details=metadata,
         )
         dumps(event)  # what cannot be sent is refused here, not retried later
-        self._enqueue(_Pending(event))
+        self._enqueue(PendingEvent(event))
         return event["event_id"]
 
     def track_tokens(
@@ -315,143 +314,79 @@ class UsageTracker:
         metadata.update(common.pop("metadata", None) or {})
         return self.track(product_id, quantity, metadata=metadata or None, **common)
 
-    def _enqueue(self, item: _Pending) -> None:
-        dropped = 0
-        with self._lock:
-            deadline = None
-            if self.block_timeout is not None:
-                deadline = time.monotonic() + self.block_timeout
-            while len(self._queue) + self._in_flight >= self.max_pending:
-                if self.on_full == "raise":
-                    raise TrackerFull(f"{self.max_pending} usage events are waiting.")
-                if self.on_full == "drop_oldest":
-                    if self._queue:
-                        self._queue.popleft()
-                    else:  # everything waiting is in flight: the new one gives way
-                        item = None
-                    dropped += 1
-                    self._counts["dropped"] += 1
-                    if item is None:
-                        break
-                    continue
-                if not self.running or self._stopping:
-                    raise TrackerFull("The tracker is full and not running; start() it.")
-                wait = None if deadline is None else deadline - time.monotonic()
-                if (wait is not None and wait <= 0) or not self._room.wait(wait):
-                    raise TrackerFull(f"No room for usage within {self.block_timeout} s.")
-            if item is not None:
-                self._queue.append(item)
-                self._counts["tracked"] += 1
-                if len(self._queue) == 1 or len(self._queue) >= self.batch_size:
-                    self._wake.notify_all()
-            total_dropped = self._counts["dropped"]
+    def _enqueue(self, item: PendingEvent) -> None:
+        dropped = self._pending.add(
+            item,
+            block_timeout=self.block_timeout,
+            may_wait=lambda: self.running and not self._stopping,
+        )
         if self._exit_hook is None:
             self._watch_exit()
-        if dropped and (total_dropped == dropped or total_dropped % 1000 < dropped):
+        if dropped == 1 or (dropped and dropped % 1000 == 0):
             logger.warning("Usage tracker full (%d events): %d dropped", self.max_pending,
-                           total_dropped)  # fmt: skip
+                           dropped)  # fmt: skip
 
     # --- delivery --------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> int:
         """Sends what is pending now, in batches; returns how many events the portal now
-        holds (accepted or duplicates). On a transient failure it waits and tries again
-        while ``timeout`` seconds allow; without ``timeout`` it returns at once and leaves
-        the rest pending for the background thread."""
-        return self._deliver(timeout=timeout, whole_batches_only=False)
+        holds (accepted or duplicates).
 
-    def _deliver(self, *, timeout: float | None, whole_batches_only: bool) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        With ``timeout``, it takes at most that long: it waits that long at most for a
+        flush under way (another caller's, the background thread's), sends no request once
+        the time is up, gives each request only the time left, and after a transient
+        failure waits and tries again while time allows. Without ``timeout`` it sends each
+        batch once and leaves what was not delivered pending for the background thread."""
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0)
+        return self._deliver(deadline=deadline, retry=timeout is not None)
+
+    def _deliver(
+        self,
+        *,
+        deadline: float | None,
+        retry: bool,
+        whole_batches_only: bool = False,
+        stop: threading.Event | None = None,
+    ) -> int:
+        """Sends the queue as it is now; ``retry``: after a transient failure, wait and
+        send again (until ``deadline``). ``on_failure`` is called once the flush is over,
+        so that it may flush or stop the tracker itself."""
+        wait = -1 if deadline is None else max(deadline - time.monotonic(), 0)
+        if not self._flushing.acquire(timeout=wait):
+            return 0
         flushed = 0
-        with self._flushing:
-            with self._lock:
-                budget = len(self._queue)
+        failed: list[tuple[PendingEvent, BillingError]] = []
+        try:
+            budget = self._pending.queued()
             if whole_batches_only:
                 budget -= budget % self.batch_size
-            while budget > 0:
-                sent, delivered, error = self._send_next_batch(budget)
-                if sent == 0:
+            size = self.batch_size  # smaller after a 413, for the rest of this flush
+            while budget > 0 and not (stop is not None and stop.is_set()):
+                time_left = None if deadline is None else deadline - time.monotonic()
+                if time_left is not None and time_left <= 0:
                     break
-                flushed += delivered
-                if error is None:
-                    budget -= sent
+                sent = send_batch(self.client, self._pending, min(size, budget), time_left)
+                if sent.sent == 0:
+                    break
+                flushed += sent.delivered
+                failed.extend(sent.failed)
+                budget -= sent.settled
+                if sent.split_to:
+                    size = sent.split_to
+                if sent.error is None:
                     continue
-                delay = max(self._retry_at - time.monotonic(), 0)
-                if deadline is None or time.monotonic() + delay > deadline:
+                if not retry:
+                    break
+                delay = max(self._pending.retry_at - time.monotonic(), 0)
+                if deadline is not None and time.monotonic() + delay >= deadline:
                     break
                 time.sleep(delay)
+        finally:
+            self._flushing.release()
+        self._report(failed)
         return flushed
 
-    def _send_next_batch(self, budget: int) -> tuple[int, int, BillingError | None]:
-        """Sends the head of the queue once: (events sent, delivered, transient error)."""
-        with self._lock:
-            size = min(self.batch_size, budget, len(self._queue))
-            batch = [self._queue.popleft() for _ in range(size)]
-            self._in_flight += size
-        if not batch:
-            return 0, 0, None
-        again = sum(1 for item in batch if item.attempts)
-        for item in batch:
-            item.attempts += 1
-        try:
-            answer = self.client.record_batch([item.event for item in batch], max_retries=0)
-        except BillingError as error:
-            if error.is_transient:
-                self._put_back(batch, error, again)
-                return len(batch), 0, error
-            self._settle(batch, [], [(item, error) for item in batch], again=again)
-            return len(batch), 0, None
-        except Exception as error:  # not the portal's answer: keep the events, try later
-            logger.exception("Usage tracker could not send a batch")
-            transient = BillingError("client_error", repr(error))
-            self._put_back(batch, transient, again)
-            return len(batch), 0, transient
-        if len(answer.results) != len(batch):
-            malformed = BillingError("malformed_response", "The batch answer does not match.")
-            self._put_back(batch, malformed, again)
-            return len(batch), 0, malformed
-        delivered, failed, duplicates = [], [], 0
-        for item, result in zip(batch, answer.results):
-            if result.recorded:
-                delivered.append(item)
-                duplicates += result.status == "duplicate"
-            else:
-                failed.append((item, result.error))
-        self._settle(batch, delivered, failed, again=again, duplicates=duplicates)
-        return len(batch), len(delivered), None
-
-    def _put_back(self, batch: list[_Pending], error: BillingError, again: int) -> None:
-        with self._lock:
-            self._queue.extendleft(reversed(batch))
-            self._in_flight -= len(batch)
-            self._counts["retried"] += again
-            self._counts["batches"] += 1
-            self._failures += 1
-            wait = error.retry_after
-            if wait is None:
-                wait = self._backoff.backoff(min(self._failures - 1, 16))
-            self._retry_at = time.monotonic() + wait
-            self._last_error = str(error)
-        logger.warning("Usage batch not delivered (%s); %d events kept, next try in %.1f s",
-                       error, len(batch), wait)  # fmt: skip
-
-    def _settle(self, batch, delivered, failed, *, again: int, duplicates: int = 0) -> None:
-        """Counts a batch the portal answered: ``failed`` holds (event, error) pairs."""
-        with self._lock:
-            self._in_flight -= len(batch)
-            self._counts["flushed"] += len(delivered)
-            self._counts["duplicates"] += duplicates
-            self._counts["failed"] += len(failed)
-            self._counts["retried"] += again
-            self._counts["batches"] += 1
-            self._failures = 0
-            self._retry_at = 0.0
-            if failed:
-                self._last_error = str(failed[0][1])
-            self._room.notify_all()
-        if not failed:
-            return
-        logger.error("%d usage events refused by the portal (first: %s)", len(failed), failed[0][1])
+    def _report(self, failed: list[tuple[PendingEvent, BillingError]]) -> None:
         if self.on_failure is None:
             return
         for item, error in failed:
@@ -462,58 +397,37 @@ class UsageTracker:
 
     # --- the background thread -------------------------------------------------------------
 
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                while not self._stopping and not self._due():
-                    self._wake.wait(self._wait_time())
-                if self._stopping:
-                    return
-                # Full batches go at once; a partial one when it has waited its interval
-                # (or when trying again after a failure).
-                whole_batches_only = not (self._failures or self._waited_long_enough())
-            try:
-                self._deliver(timeout=None, whole_batches_only=whole_batches_only)
-            except Exception:  # the thread must outlive any one failure
+    def _run(self, stop: threading.Event) -> None:
+        pending, interval = self._pending, self.flush_interval_seconds
+        while not stop.is_set():
+            try:  # the thread must outlive any one failure, waits included
+                with pending.lock:
+                    while not stop.is_set() and not pending.due_locked(interval):
+                        pending.wake.wait(pending.wait_time_locked(interval))
+                    if stop.is_set():
+                        return
+                    # Full batches go at once; a partial one when it has waited its
+                    # interval (or when trying again after a failure).
+                    whole_batches_only = not (
+                        pending.failures or pending.waited_long_enough_locked(interval)
+                    )
+                self._deliver(
+                    deadline=None, retry=False, whole_batches_only=whole_batches_only, stop=stop
+                )
+            except Exception:
                 logger.exception("Usage tracker flush failed")
-                time.sleep(self._backoff.backoff(0))
-
-    def _due(self) -> bool:
-        if not self._queue:
-            return False
-        now = time.monotonic()
-        if now < self._retry_at:
-            return False
-        return bool(
-            self._failures or len(self._queue) >= self.batch_size or self._waited_long_enough()
-        )
-
-    def _waited_long_enough(self) -> bool:
-        if not self._queue:
-            return False
-        return time.monotonic() >= self._queue[0].queued_at + self.flush_interval_seconds
-
-    def _wait_time(self) -> float | None:
-        if not self._queue:
-            return None
-        now = time.monotonic()
-        if now < self._retry_at:
-            return self._retry_at - now
-        return max(self._queue[0].queued_at + self.flush_interval_seconds - now, 0.001)
+                stop.wait(self._backoff.backoff(0))
 
     # --- stats and exit --------------------------------------------------------------------
 
     def get_stats(self) -> dict[str, Any]:
-        """``tracked`` (queued by ``track``), ``flushed`` (held by the portal, duplicates
-        included), ``duplicates``, ``failed`` (refused for good), ``pending`` (queued or in
-        flight), ``retried`` (event sends after the first), ``dropped`` (discarded by the
-        full-queue policy), ``batches`` (requests made), ``last_error``."""
-        with self._lock:
-            return {
-                **self._counts,
-                "pending": len(self._queue) + self._in_flight,
-                "last_error": self._last_error,
-            }
+        """``tracked`` (accepted by ``track``, including what the full-queue policy then
+        dropped), ``flushed`` (held by the portal, duplicates included), ``duplicates``,
+        ``failed`` (refused for good), ``pending`` (queued or in flight), ``retried``
+        (event sends after the first), ``dropped`` (discarded by the full-queue policy),
+        ``batches`` (requests made), ``last_error``. Read at one moment, they add up:
+        ``tracked == flushed + failed + pending + dropped``."""
+        return self._pending.stats()
 
     def _watch_exit(self) -> None:
         if not self._flush_at_exit or self._exit_hook is not None:

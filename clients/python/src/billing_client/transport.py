@@ -23,6 +23,8 @@ logger = logging.getLogger("billing_client")
 API_PREFIX = "/api/v1/"
 DEFAULT_TIMEOUT = 10.0
 Timeout = Union[float, httpx.Timeout, None]
+# For ``send(timeout=...)``: the client's own timeout, as configured.
+CLIENT_TIMEOUT: Any = httpx.USE_CLIENT_DEFAULT
 
 
 def user_agent() -> str:
@@ -112,6 +114,22 @@ class ClientConfig:
             "content": content,
             "headers": headers,
         }
+
+
+def capped_timeout(timeout: httpx.Timeout, seconds: float) -> httpx.Timeout:
+    """``timeout`` with no wait (connect, write, read, pool) longer than ``seconds``: an
+    attempt that must end by a deadline."""
+    seconds = max(seconds, 0.001)
+
+    def cap(value: float | None) -> float:
+        return seconds if value is None else min(value, seconds)
+
+    return httpx.Timeout(
+        connect=cap(timeout.connect),
+        read=cap(timeout.read),
+        write=cap(timeout.write),
+        pool=cap(timeout.pool),
+    )
 
 
 def new_request_id() -> str:
