@@ -39,7 +39,6 @@ from billing_portal import charts
 from billing_portal.errors import PortalError
 
 ZERO = Decimal(0)
-RATE_DAYS = 7  # the forecast extrapolates the average of the last week's days
 
 
 def page(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
@@ -76,15 +75,6 @@ def _stripe_error(request: HttpRequest, error: Exception) -> None:
 # --- overview -----------------------------------------------------------------------------
 
 
-def forecast(spent: Decimal, recent: list[Decimal], days_left: int) -> Decimal:
-    """Spend at the period's end if the recent rate continues: ``spent`` plus the average
-    of ``recent`` (the last full days, at most ``RATE_DAYS``) for each day left."""
-    recent = recent[-RATE_DAYS:]
-    if not recent or days_left <= 0:
-        return spent
-    return spent + sum(recent, ZERO) / len(recent) * days_left
-
-
 @member_view()
 def overview(request: HttpRequest) -> HttpResponse:
     organization = request.organization
@@ -99,8 +89,12 @@ def overview(request: HttpRequest) -> HttpResponse:
     daily = [point["cost"] for point in trend]
     spent = sum(daily, ZERO)
     days_left = (last_day - today).days  # whole days after today
-    # The rate of the full days before today (today is not over), or today's on day one.
-    projected = forecast(spent, daily[:-1] or daily, days_left)
+    # The rate of the last full days (today is not over), whatever period they are in.
+    outlook = usage_selectors.spend_forecast(
+        organization=organization, today=today, spent=spent, today_spent=daily[-1],
+        days_left=days_left,
+    )  # fmt: skip
+    projected = outlook.amount
 
     days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
     cumulative, running = [], ZERO
@@ -145,6 +139,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             "period_last_day": last_day,
             "spent": spent,
             "forecast": projected,
+            "outlook": outlook,
             "days_left": days_left,
             "chart": charts.spend_line(
                 days,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -175,6 +176,59 @@ def usage_trend(*, organization: Organization | None, days: int, today: date, **
             {"day": day, "quantity": row["quantity"], "cost": row["cost"], "events": row["events"]}
         )
     return points
+
+
+RATE_DAYS = 7  # a forecast extrapolates the average of the last week's full days
+
+
+@dataclass(frozen=True)
+class SpendForecast:
+    """Spend at a period's end if the recent daily rate goes on: ``amount``. The rate is
+    the average of the full days ``basis_start`` to ``basis_end`` (``days`` of them, at most
+    ``RATE_DAYS``, whatever period they fall in), or today's spend so far when the
+    organisation has no full day of usage yet (``days`` 0)."""
+
+    amount: Decimal
+    daily_rate: Decimal
+    days: int
+    basis_start: date | None
+    basis_end: date | None
+
+
+def forecast(spent: Decimal, recent: list[Decimal], days_left: int) -> Decimal:
+    """``spent`` plus the average of ``recent`` (at most the last ``RATE_DAYS``) for each
+    of the ``days_left`` whole days after today."""
+    recent = recent[-RATE_DAYS:]
+    if not recent or days_left <= 0:
+        return spent
+    return spent + sum(recent, ZERO) / len(recent) * days_left
+
+
+def spend_forecast(
+    *, organization: Organization, today: date, spent: Decimal, today_spent: Decimal,
+    days_left: int,
+) -> SpendForecast:  # fmt: skip
+    """The forecast of the period's spend from the last ``RATE_DAYS`` full days before
+    ``today`` (local days of the organisation), not only those of this period: on the
+    second of a month it still rests on a week. Days before the organisation's first
+    usage are not averaged in."""
+    first = daily_usage(organization=organization).order_by("day").values_list("day", flat=True)
+    first_day = first.first()
+    full_days = 0 if first_day is None else min(RATE_DAYS, (today - first_day).days)
+    if full_days <= 0:
+        amount = forecast(spent, [today_spent] if today_spent else [], days_left)
+        return SpendForecast(amount, today_spent, 0, None, None)
+    yesterday = today - timedelta(days=1)
+    recent = [point["cost"] for point in usage_trend(
+        organization=organization, days=full_days, today=yesterday)]  # fmt: skip
+    rate = sum(recent, ZERO) / len(recent)
+    return SpendForecast(
+        forecast(spent, recent, days_left),
+        rate,
+        full_days,
+        yesterday - timedelta(days=full_days - 1),
+        yesterday,
+    )
 
 
 def top_consumers(*, organization: Organization | None, limit: int = 10, **filters) -> list[dict]:

@@ -3,7 +3,7 @@
 import csv
 import io
 import re
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from io import StringIO
 
@@ -15,13 +15,18 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.budgets.models import Budget, NotificationChannel
-from apps.customers import billing
+from apps.customers import billing, services
 from apps.customers.models import ApiKey, Organization
-from apps.customers.views import forecast
+from apps.customers.templatetags.billing import money
 from apps.pricing.demo import seed_catalog
+from apps.pricing.periods import local_day
+from apps.usage import ingestion
 from apps.usage.models import DailyUsage
+from apps.usage.selectors import forecast
+from tests.clock import MID_MONTH, travel
+from tests.customers.factories import OrganizationFactory, UserFactory
 from tests.fake_stripe import invoice
-from tests.pages.conftest import signed_in
+from tests.pages.conftest import make_tenant, signed_in
 from tests.stripe_webhooks import deliver_processed, session_id
 
 pytestmark = pytest.mark.django_db
@@ -42,32 +47,96 @@ def test_the_forecast_extends_the_recent_daily_rate_to_the_period_end():
     assert forecast(Decimal(0), [], days_left=10) == Decimal(0)
 
 
+def _period_days(organization):
+    """The local days of the organisation's billing period that holds now, up to today."""
+    start, end = billing.billing_period(organization, timezone.now())
+    tz = organization.tz
+    first, today = local_day(start, tz), local_day(timezone.now(), tz)
+    last = local_day(end - timedelta(microseconds=1), tz)
+    return first, today, last
+
+
 def test_the_overview_shows_plan_spend_forecast_budgets_wallet_and_alerts(alpha):
-    page = body(signed_in(alpha.members["viewer"]).get(reverse("billing:overview")))
-    spent = sum(DailyUsage.objects.filter(organization=alpha.organization).values_list(
-        "cost", flat=True))  # fmt: skip
-    assert spent == Decimal("1.5")  # 15 events of 10 calls at $0.01
-    assert "$1.50" in page
+    # The tenants' usage was recorded 3 days ago, yesterday and today: in this period or,
+    # early in a month, partly in the last one. Every figure is checked against the period
+    # it actually falls in.
+    response = signed_in(alpha.members["viewer"]).get(reverse("billing:overview"))
+    page = body(response)
+    first, today, last = _period_days(alpha.organization)
+    by_day = dict(DailyUsage.objects.filter(organization=alpha.organization)
+                  .values_list("day", "cost"))  # fmt: skip
+    assert sum(by_day.values(), Decimal(0)) == Decimal("1.5")  # 15 events of 10 calls at $0.01
+    period_spent = sum((cost for day, cost in by_day.items() if day >= first), Decimal(0))
+    assert response.context["spent"] == period_spent
+    assert money(period_spent, "USD") in page
     assert alpha.organization.plan.name in page
     assert "Forecast at period end" in page
-    # spent + (average of the last full days, at most 7, this period) x days left
-    response = signed_in(alpha.members["viewer"]).get(reverse("billing:overview"))
-    today = timezone.now().date()
-    first = today.replace(day=1)
-    last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
-    by_day = dict(
-        DailyUsage.objects.filter(organization=alpha.organization, day__gte=first)
-        .values_list("day", "cost")
-    )  # fmt: skip
-    days = (today - first).days
-    full_days = [by_day.get(first + timedelta(days=i), Decimal(0)) for i in range(days)]
-    recent = full_days[-7:] or [by_day.get(today, Decimal(0))]
-    period_spent = sum(by_day.values(), Decimal(0))
-    expected = period_spent + sum(recent, Decimal(0)) / len(recent) * (last - today).days
-    assert response.context["forecast"] == expected
+    # spent + (the average of the last full days, at most 7, from the first day with
+    # usage, whatever period they are in) x the days left after today
+    full = [today - timedelta(days=n) for n in range(3, 0, -1)]  # usage began 3 days ago
+    rate = sum((by_day.get(day, Decimal(0)) for day in full), Decimal(0)) / 3
+    days_left = (last - today).days
+    assert response.context["forecast"] == period_spent + rate * days_left
+    if days_left:
+        assert "the average of the last 3 full days" in page
     assert page.count("<circle") >= 1  # the spend line has points
     assert 'role="progressbar"' in page and alpha.budget.name in page
     assert "Wallet and credits" in page
+
+
+def _spend(organization, calls, day_costs: dict, *, prefix: str) -> None:
+    """Records usage of ``calls`` ($0.01 a call) costing ``day_costs[day]`` on each day, at
+    noon of the organisation's zone."""
+    events = []
+    for day, cost in day_costs.items():
+        at = datetime.combine(day, time(12), tzinfo=organization.tz)
+        events.append(ingestion.EventInput(
+            idempotency_key=f"{prefix}-{day}", product_id=calls.code,
+            fingerprint=f"{prefix}-{day}", usage_amount=cost * 100, occurred_at=at))  # fmt: skip
+    outcomes = ingestion.ingest(organization=organization, events=events)
+    assert all(o.status == o.ACCEPTED for o in outcomes), [o.error for o in outcomes]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin"])
+def test_on_the_second_of_a_month_the_forecast_rests_on_the_last_seven_full_days(zone, plan, calls):
+    organization = OrganizationFactory(slug="early", plan=plan, time_zone=zone)
+    user = UserFactory(username="early-viewer")
+    services.add_member(organization=organization, user=user, role="viewer")
+    with travel("2026-12-02 10:00", zone):
+        # $1 a day through November's last ten days, $5 on December 1st, $2 so far today.
+        days = {date(2026, 11, 21) + timedelta(days=n): Decimal(1) for n in range(10)}
+        days[date(2026, 12, 1)], days[date(2026, 12, 2)] = Decimal(5), Decimal(2)
+        _spend(organization, calls, days, prefix="early")
+        response = signed_in(user).get(reverse("billing:overview"))
+    page = body(response)
+    # This period: Dec 1 and today, $7. The rate: Nov 25 to Dec 1 = (6 x $1 + $5) / 7.
+    assert response.context["spent"] == Decimal(7)
+    rate = Decimal(11) / 7
+    assert response.context["forecast"] == Decimal(7) + rate * 29  # Dec 3 to Dec 31
+    assert response.context["outlook"].basis_start == date(2026, 11, 25)
+    assert "the average of the last 7 full days (Nov 25 – Dec 1)" in page
+    assert f"At {money(rate, 'USD')} a day" in page
+
+
+def test_on_its_first_day_of_usage_the_forecast_uses_today_so_far(plan, calls):
+    organization = OrganizationFactory(slug="fresh", plan=plan)
+    user = UserFactory(username="fresh-viewer")
+    services.add_member(organization=organization, user=user, role="viewer")
+    with travel("2027-01-31 22:30", "UTC"):  # the last day: nothing left to forecast
+        _spend(organization, calls, {date(2027, 1, 31): Decimal(3)}, prefix="last")
+        response = signed_in(user).get(reverse("billing:overview"))
+        assert response.context["forecast"] == Decimal(3)
+        assert "The period ends today" in body(response)
+    with travel("2027-02-10 09:00", "UTC"):
+        other = OrganizationFactory(slug="fresher", plan=plan)
+        services.add_member(organization=other, user=user, role="viewer")
+        _spend(other, calls, {date(2027, 2, 10): Decimal(2)}, prefix="first")
+        client = signed_in(user)
+        client.post(reverse("billing:switch"), {"organization": other.pk})
+        response = client.get(reverse("billing:overview"))
+    assert response.context["organization"] == other
+    assert response.context["forecast"] == Decimal(2) + Decimal(2) * 18  # Feb 11 to 28
+    assert "no full day of usage yet" in body(response)
 
 
 # --- usage --------------------------------------------------------------------------------
@@ -169,9 +238,33 @@ def test_the_budget_page_lists_its_past_periods(alpha):
     budget = alpha.budget
     page = body(signed_in(alpha.members["viewer"]).get(
         reverse("billing:budget", kwargs={"budget_id": budget.pk})))  # fmt: skip
-    period = budget.periods.get()
-    assert period.spent == Decimal("1.5")
-    assert f"{period.starts_at:%Y-%m-%d}" in page and "$1.50" in page
+    # Usage 3 days ago falls in last month's period early in a month: each period holds
+    # what was used in it, and the page lists them all.
+    periods = list(budget.periods.order_by("starts_at"))
+    assert 1 <= len(periods) <= 2
+    assert sum((period.spent for period in periods), Decimal(0)) == Decimal("1.5")
+    tz = alpha.organization.tz
+    for period in periods:
+        days = DailyUsage.objects.filter(
+            organization=alpha.organization,
+            day__gte=local_day(period.starts_at, tz),
+            day__lt=local_day(period.ends_at, tz),
+        )
+        used = sum(days.values_list("cost", flat=True), Decimal(0))
+        assert period.spent == used
+        assert f"{period.starts_at:%Y-%m-%d}" in page and money(period.spent, "USD") in page
+
+
+def test_a_budget_page_early_in_a_month_shows_this_period_and_last(plan, calls):
+    with travel("2026-12-01 00:30", "UTC"):
+        tenant = make_tenant("edge", plan, calls, "edge-user")
+        page = body(signed_in(tenant.members["viewer"]).get(
+            reverse("billing:budget", kwargs={"budget_id": tenant.budget.pk})))  # fmt: skip
+    november, december = tenant.budget.periods.order_by("starts_at")
+    assert (november.starts_at.date(), december.starts_at.date()) == (
+        date(2026, 11, 1), date(2026, 12, 1))  # fmt: skip
+    assert (november.spent, december.spent) == (Decimal("1.0"), Decimal("0.5"))
+    assert "2026-11-01" in page and "2026-12-01" in page and "$0.50" in page
 
 
 # --- API keys -----------------------------------------------------------------------------
@@ -417,9 +510,14 @@ def test_a_password_is_reset_by_email(alpha):
 
 
 def test_the_demo_customer_sees_every_page_with_real_demo_data():
-    call_command("seed_demo", stdout=StringIO())
-    client = Client()
-    assert client.login(username="customer", password="customer-demo-password")
+    with travel(MID_MONTH):  # four weeks of usage: 20 days of them this month
+        call_command("seed_demo", stdout=StringIO())
+        client = Client()
+        assert client.login(username="customer", password="customer-demo-password")
+        _demo_pages_are_full(client)
+
+
+def _demo_pages_are_full(client):
     overview = body(client.get(reverse("billing:overview")))
     assert overview.count("<circle") >= 10  # a spend line with a point a day
     assert overview.count('role="progressbar"') == 3
@@ -431,3 +529,20 @@ def test_the_demo_customer_sees_every_page_with_real_demo_data():
         response = client.get(reverse(name))
         assert response.status_code == 200 and organization.name in body(response)
     assert "Demo Research" in overview  # the switcher
+
+
+def test_the_demo_seeded_in_the_first_hour_of_a_month_has_last_months_statement_and_a_forecast():
+    with travel("2026-12-01 00:30", "UTC"):  # 01:30 on the 1st in Berlin, the demo's zone
+        call_command("seed_demo", stdout=StringIO())
+        client = Client()
+        assert client.login(username="customer", password="customer-demo-password")
+        response = client.get(reverse("billing:overview"))
+        overview = body(response)
+        statements = body(client.get(reverse("billing:statements")))
+    outlook = response.context["outlook"]
+    assert (outlook.days, outlook.basis_start, outlook.basis_end) == (
+        7, date(2026, 11, 24), date(2026, 11, 30))  # fmt: skip
+    assert outlook.daily_rate > 0 and response.context["forecast"] > response.context["spent"]
+    assert "the average of the last 7 full days (Nov 24 – Nov 30)" in overview
+    assert overview.count('role="progressbar"') == 3
+    assert "Nov 1, 2026" in statements or "2026-11-01" in statements
