@@ -19,6 +19,7 @@ import logging
 import os
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -34,6 +35,31 @@ from prometheus_client.core import GaugeMetricFamily
 from billing_portal.errors import error_response
 
 logger = logging.getLogger(__name__)
+
+
+def _multiprocess_directory() -> None:
+    """Creates ``PROMETHEUS_MULTIPROC_DIR`` if it names a directory that is not there yet
+    (prometheus-client would fail on the first sample, in every command); says plainly
+    what is wrong if it cannot be one."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        raise ImproperlyConfigured(
+            f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not a directory the portal can "
+            f"create or write to ({error.strerror}); point it at an empty writable directory "
+            "or unset it."
+        ) from None
+    if not os.access(directory, os.W_OK):
+        raise ImproperlyConfigured(
+            f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not writable; point it at an empty "
+            "writable directory or unset it."
+        )
+
+
+_multiprocess_directory()
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 

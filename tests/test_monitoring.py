@@ -341,3 +341,25 @@ def test_a_webhook_backlog_and_a_stopped_close_degrade_the_report(client, organi
     assert webhooks["oldest_pending_seconds"] >= 1200
     close = body["dependencies"]["monthly_close"]
     assert close["status"] == "degraded" and close["statements_stopped_on_mismatch"] == 1
+
+
+@pytest.mark.slow
+def test_a_metrics_directory_not_there_yet_is_created_and_one_that_cannot_be_is_named(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    def check(directory):
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+        return subprocess.run([sys.executable, "manage.py", "check"], env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    missing = tmp_path / "not" / "yet"
+    result = check(missing)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert missing.is_dir()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = check(blocker / "metrics")
+    assert result.returncode != 0
+    assert "not a directory the portal can create" in result.stderr

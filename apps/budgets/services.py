@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.budgets import selectors
@@ -26,17 +26,34 @@ logger = logging.getLogger(__name__)
 
 def open_current_periods(*, at: datetime | None = None) -> int:
     """Opens the period holding ``at`` for every active budget (the reset at a period
-    boundary); returns how many were opened. A missed run is made good by the next one;
-    periods nobody used in between need no row."""
+    boundary); returns how many this run opened (a run overlapping another counts only
+    its own). A missed run is made good by the next one; periods nobody used in between
+    need no row."""
     at = at or timezone.now()
     budgets = Budget.objects.filter(is_active=True).select_related("organization")
     rows = []
     for budget in budgets:
         start, end = bounds(budget, at, budget.organization.tz)
-        rows.append(BudgetPeriod(budget=budget, starts_at=start, ends_at=end))
-    before = BudgetPeriod.objects.count()
-    BudgetPeriod.objects.bulk_create(rows, ignore_conflicts=True)
-    return BudgetPeriod.objects.count() - before
+        rows.append((budget.pk, start, end))
+    if not rows:
+        return 0
+    quote = connection.ops.quote_name
+    table = quote(BudgetPeriod._meta.db_table)
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows))
+    params = []
+    for budget_id, start, end in rows:
+        params += [budget_id, start, end, Decimal(0), timezone.now()]
+    opened = 0
+    with connection.cursor() as cursor:
+        # The conflict is the other run's (or ingestion's): only this run's rows come back.
+        cursor.execute(
+            f"INSERT INTO {table} (budget_id, starts_at, ends_at, spent, created_at) "
+            f"VALUES {values} ON CONFLICT (budget_id, starts_at) DO NOTHING RETURNING id",
+            [connection.ops.adapt_datetimefield_value(p) if isinstance(p, datetime) else p
+             for p in params],
+        )  # fmt: skip
+        opened = len(cursor.fetchall())
+    return opened
 
 
 def raise_alerts(*, at: datetime | None = None, budget_ids=None) -> list[int]:

@@ -118,3 +118,30 @@ def test_channels_are_validated(org):
     with pytest.raises(ValidationError):
         NotificationChannel(organization=org, kind="apprise", target="nonsense").full_clean()
     NotificationChannel(organization=org, kind="apprise", target="json://127.0.0.1/x").full_clean()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_overlapping_roll_overs_each_count_only_the_periods_they_opened(org):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    for n in range(30):
+        Budget.objects.create(organization=org, name=f"b{n}", limit=D(5), currency="USD",
+                              period="daily")  # fmt: skip
+    noon = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    start = threading.Barrier(4)
+
+    def run(_):
+        start.wait()
+        try:
+            return services.open_current_periods(at=noon)
+        finally:
+            connection.close()
+
+    for _ in range(5):
+        BudgetPeriod.objects.all().delete()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            opened = list(pool.map(run, range(4)))
+        assert sum(opened) == 30 == BudgetPeriod.objects.count(), opened
