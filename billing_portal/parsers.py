@@ -1,5 +1,6 @@
 """JSON parsing for money: numbers with a fraction become Decimal, never float, and the
-non-standard constants NaN and Infinity are refused."""
+non-standard constants NaN and Infinity are refused, and so is nesting deeper than the
+interpreter can follow (a malformed request, never a server error)."""
 
 import codecs
 import json
@@ -20,6 +21,8 @@ class DecimalJSONParser(JSONParser):
             return json.load(decoded, parse_float=Decimal, parse_constant=strict_constant)
         except ValueError as error:
             raise ParseError(f"JSON parse error - {error}") from None
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply.") from None
 
 
 class CloudEventJSONParser(DecimalJSONParser):
