@@ -171,3 +171,26 @@ def test_listing_budgets_reads_their_periods_in_one_query(api_client, key, calls
 
     assert len(response.json()) == 6
     assert len(six.captured_queries) == len(two.captured_queries)
+
+
+def test_a_suspended_organization_reads_its_budgets_but_changes_none(api_client, key, calls, org):
+    budget_id = create(api_client, key).json()["id"]
+    from apps.customers.services import set_organization_status
+
+    set_organization_status(organization=org, status=org.Status.SUSPENDED)
+    refused = [
+        create(api_client, key, name="another"),
+        api_client.put(f"/api/v1/budgets/{budget_id}", {"name": "x", "limit": "1", "period":
+                       "monthly"}, format="json", **bearer(key)),
+        api_client.patch(f"/api/v1/budgets/{budget_id}", {"limit": "1"}, format="json",
+                         **bearer(key)),
+        api_client.delete(f"/api/v1/budgets/{budget_id}", **bearer(key)),
+    ]  # fmt: skip
+    usage = record(api_client, key, 1)
+    for response in refused:
+        assert response.status_code == 403 == usage.status_code
+        assert error_code(response) == "organization_suspended" == error_code(usage)
+    assert Budget.objects.filter(organization=org).count() == 1
+    assert Budget.objects.get().limit == D(25)
+    assert api_client.get("/api/v1/budgets", **bearer(key)).status_code == 200
+    assert api_client.get(f"/api/v1/budgets/{budget_id}", **bearer(key)).status_code == 200

@@ -131,7 +131,9 @@ class BudgetViewSet(viewsets.ModelViewSet):
 
     def get_organization(self):
         if not hasattr(self, "_organization"):
-            self._organization = organization_for_request(self.request, allow_suspended=True)
+            # A suspended organisation reads its budgets but changes none, like its usage.
+            reading = self.request.method in ("GET", "HEAD", "OPTIONS")
+            self._organization = organization_for_request(self.request, allow_suspended=reading)
         return self._organization
 
     def get_queryset(self):
