@@ -3,7 +3,9 @@
 DRF shapes the errors its views raise (``billing_portal.errors``); this middleware covers
 what happens outside them: a body over the size limit (refused before anything reads it),
 a URL that matches nothing, an error page another middleware produced, and an unexpected
-exception (logged with its traceback, answered as a JSON 500 without internals).
+exception (logged with its traceback, answered as a JSON 500 without internals). A
+database that cannot be reached is a 503 ``service_unavailable`` with ``Retry-After``,
+logged in one line.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError as DatabaseInterfaceError
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 
 from billing_portal.errors import error_response
@@ -20,6 +24,7 @@ from billing_portal.errors import error_response
 logger = logging.getLogger("billing_portal.api")
 
 JSON_PREFIXES = ("/api/", "/health")
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 _STATUS_CODES = {
     400: ("bad_request", "The request is malformed."),
@@ -70,6 +75,21 @@ class ApiErrorMiddleware:
             return _too_large()
         if isinstance(exception, SuspiciousOperation):
             return error_response(*_STATUS_CODES[400], status=400)
+        if isinstance(exception, DatabaseOperationalError | DatabaseInterfaceError):
+            # The database is down or refused the connection: nothing was done, and the
+            # same request may succeed in a moment. One line, not a traceback per request.
+            logger.warning(
+                "Database unavailable on %s %s: %s", request.method, request.path,
+                str(exception).strip().splitlines()[0] if str(exception).strip() else
+                type(exception).__name__,
+            )  # fmt: skip
+            response = error_response(
+                "service_unavailable",
+                "The service is briefly unavailable; nothing was done. Retry shortly.",
+                status=503,
+            )
+            response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+            return response
         logger.exception("Unhandled error on %s %s", request.method, request.path)
         return error_response("internal_error", "Internal server error.", status=500)
 
