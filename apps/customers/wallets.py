@@ -17,6 +17,7 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from apps.customers.models import CreditEntry, CreditGrant, Organization, Wallet, WalletEntry
+from apps.pricing.models import BillingMethod
 from billing_portal.errors import PortalError
 
 ZERO = Decimal(0)
@@ -72,6 +73,28 @@ def credit_balance(organization: Organization, at: datetime | None = None) -> De
         .aggregate(total=Sum("remaining"))["total"]
         or ZERO
     )
+
+
+def billing_methods_for(
+    organization: Organization, total: Decimal, at: datetime | None = None
+) -> list[str]:
+    """The methods that could pay ``total`` now, in the order ingestion tries them: the
+    plan's inclusion (nothing to pay), credits, the wallet (down to its overdraft limit),
+    the period's invoice (unless charges are blocked). Read without locks: a prediction of
+    what recording would do, not a reservation."""
+    at = at or timezone.now()
+    if total == 0:
+        return [BillingMethod.SUBSCRIPTION_INCLUDED.value]
+    methods = []
+    if credit_balance(organization, at) >= total:
+        methods.append(BillingMethod.CREDIT_CONSUMPTION.value)
+    wallet = Wallet.objects.filter(organization=organization).values_list(
+        "balance", "overdraft_limit").first()  # fmt: skip
+    if wallet is not None and wallet[0] - total >= -wallet[1]:
+        methods.append(BillingMethod.WALLET_DEDUCTION.value)
+    if not organization.charges_blocked(at):
+        methods.append(BillingMethod.PAYMENT_CHARGE.value)
+    return methods
 
 
 @transaction.atomic

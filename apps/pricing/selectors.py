@@ -22,7 +22,7 @@ from django.db.models import Q
 from apps.pricing import cost_engine as engine
 from apps.pricing.cost_engine import CostBreakdown, Terms, Tier
 from apps.pricing.errors import InvalidUsage, PriceNotConfigured, ProductNotFound
-from apps.pricing.models import BillingMethod, IncludedQuota, Plan, PriceRule, Product
+from apps.pricing.models import IncludedQuota, Plan, PriceRule, Product
 from billing_portal.generations import Generation, GenerationMemo
 
 logger = logging.getLogger(__name__)
@@ -123,16 +123,6 @@ class Quote:
         if self.quantity == 0:
             return ZERO
         return engine.CONTEXT.divide(self.total, self.quantity).normalize(engine.CONTEXT)
-
-    @property
-    def available_billing_methods(self) -> list[str]:
-        if self.total == 0:
-            return [BillingMethod.SUBSCRIPTION_INCLUDED.value]
-        return [BillingMethod.PAYMENT_CHARGE.value]
-
-    @property
-    def suggested_billing_method(self) -> str:
-        return self.available_billing_methods[0]
 
 
 # --- catalog lookups ---------------------------------------------------------------------

@@ -108,7 +108,70 @@ def test_calculate_prices_input_and_output_tokens_separately(api_client, demo_po
     assert lines["output_tokens"]["amount"] == "7.50"  # 0.5M x $15/M
     assert body["total_cost"] == "10.50"
     assert body["is_included_in_subscription"] is False
-    assert body["suggested_billing_method"] == "payment_charge"
+    # The demo's wallet holds more than $10.50 and its credits less: recording it now
+    # would pay from the wallet, and calculate says so.
+    assert body["suggested_billing_method"] == "wallet_deduction"
+    assert body["available_billing_methods"] == ["wallet_deduction", "payment_charge"]
+
+
+def _calculate(api_client, key, amount):
+    response = api_client.post(CALCULATE, {"product_id": "calls", "usage_amount": amount},
+                               format="json", **bearer(key))  # fmt: skip
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_calculate_predicts_the_method_record_then_uses(api_client, customer, key, calls):
+    from apps.customers import wallets
+
+    def record(amount, n):
+        response = api_client.post(
+            "/api/v1/usage/record", {"product_id": "calls", "usage_amount": amount},
+            format="json", HTTP_IDEMPOTENCY_KEY=f"predict-{n}", **bearer(key))  # fmt: skip
+        assert response.status_code == 201, response.content
+        return response.json()["billing_method"]
+
+    body = _calculate(api_client, key, 100)  # $1.00, no wallet, no credits
+    assert body["available_billing_methods"] == ["payment_charge"]
+    assert record(100, 1) == body["suggested_billing_method"] == "payment_charge"
+
+    wallets.top_up_wallet(organization=customer, amount=D("99.90"), actor="t", reason="t")
+    body = _calculate(api_client, key, 100)
+    assert body["available_billing_methods"] == ["wallet_deduction", "payment_charge"]
+    assert record(100, 2) == body["suggested_billing_method"] == "wallet_deduction"
+
+    wallets.grant_credits(organization=customer, amount=D(2), granted_by="t", reason="t")
+    body = _calculate(api_client, key, 100)
+    assert body["available_billing_methods"][0] == "credit_consumption"
+    assert record(100, 3) == body["suggested_billing_method"] == "credit_consumption"
+    # More than the credits left ($1) but within the wallet ($98.90): the wallet.
+    body = _calculate(api_client, key, 500)
+    assert body["available_billing_methods"] == ["wallet_deduction", "payment_charge"]
+    assert record(500, 4) == body["suggested_billing_method"]
+
+
+def test_estimate_prices_from_where_the_period_stands(api_client, key, llm):
+    # The plan includes 1,000 tokens a month; once used up, estimate charges like record.
+    estimate = "/api/v1/pricing/estimate"
+    first = api_client.post(estimate, {"product_id": "llm", "input_tokens": 1000},
+                            format="json", **bearer(key)).json()  # fmt: skip
+    assert first["total_cost"] == "0.00"
+    recorded = api_client.post(
+        "/api/v1/usage/record", {"product_id": "llm", "dimensions": {"input_tokens": 1000}},
+        format="json", HTTP_IDEMPOTENCY_KEY="use-it-up", **bearer(key))  # fmt: skip
+    assert recorded.status_code == 201, recorded.content
+    after = api_client.post(estimate, {"product_id": "llm", "input_tokens": 3000},
+                            format="json", **bearer(key)).json()  # fmt: skip
+    calculated = _calculate_llm(api_client, key, 3000)
+    assert after["total_cost"] == calculated["total_cost"] != "0.00"
+    assert after["breakdown"]["dimensions"][0]["included_quantity"] == "0"
+
+
+def _calculate_llm(api_client, key, tokens):
+    response = api_client.post(CALCULATE, {"product_id": "llm", "dimensions": {
+        "input_tokens": tokens}}, format="json", **bearer(key))  # fmt: skip
+    assert response.status_code == 200, response.content
+    return response.json()
 
 
 def test_a_negative_dimension_quantity_is_a_400_not_a_500(api_client, demo_portal):

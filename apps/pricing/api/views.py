@@ -26,6 +26,28 @@ from apps.pricing.cost_engine import format_amount, format_quantity
 from apps.pricing.models import Product
 
 
+def quote_at_position(*, organization, **described) -> selectors.Quote:
+    """The quote of ``described`` usage priced where the organisation stands in its periods
+    (inclusions used, tiers reached), as recording the same usage now would price it:
+    calculate and estimate answer what record charges."""
+    from apps.usage.selectors import period_position
+
+    quote = selectors.quote_usage(**described)
+    period_to_date, included_used = period_position(
+        organization=organization,
+        sheet=selectors.price_sheet(
+            plan=described["plan"], product=selectors.product_by_code(described["product_code"])
+        ),
+        quantities=quote.quantities,
+        at=described["at"],
+    )
+    if period_to_date or included_used:
+        quote = selectors.quote_usage(
+            **described, period_to_date=period_to_date, included_used=included_used
+        )
+    return quote
+
+
 class CalculateApi(APIView):
     """What usage would cost, without recording it (seed 003's billing/calculate)."""
 
@@ -53,8 +75,14 @@ class CalculateApi(APIView):
         currency = serializers.CharField()
         is_free_tier = serializers.BooleanField()
         is_included_in_subscription = serializers.BooleanField()
-        suggested_billing_method = serializers.CharField()
-        available_billing_methods = serializers.ListField(child=serializers.CharField())
+        suggested_billing_method = serializers.CharField(
+            allow_null=True, help_text="What recording this usage now would use (null: none "
+            "could pay it, e.g. charges blocked past due and no credits or wallet)."
+        )  # fmt: skip
+        available_billing_methods = serializers.ListField(
+            child=serializers.CharField(), help_text="The methods that could pay it now, in "
+            "the order recording tries them: included, credits, wallet, payment charge."
+        )  # fmt: skip
         breakdown = BreakdownSerializer()
 
     @extend_schema(
@@ -77,22 +105,10 @@ class CalculateApi(APIView):
             "service_type": data.get("service_type"),
             "currency": data.get("currency"),
         }
-        quote = selectors.quote_usage(**described)
-        # Priced where the organisation stands in its periods (inclusions used, tiers
-        # reached), as recording the same usage now would be.
-        from apps.usage.selectors import period_position
+        quote = quote_at_position(organization=organization, **described)
+        from apps.customers.wallets import billing_methods_for
 
-        period_to_date, included_used = period_position(
-            organization=organization,
-            sheet=selectors.price_sheet(plan=plan, product=selectors.product_by_code(
-                data["product_id"])),
-            quantities=quote.quantities,
-            at=at,
-        )  # fmt: skip
-        if period_to_date or included_used:
-            quote = selectors.quote_usage(
-                **described, period_to_date=period_to_date, included_used=included_used
-            )
+        methods = billing_methods_for(organization, quote.total, at)
         return Response(
             {
                 "success": True,
@@ -103,8 +119,8 @@ class CalculateApi(APIView):
                 "currency": quote.currency,
                 "is_free_tier": quote.is_free_tier,
                 "is_included_in_subscription": quote.is_included_in_subscription,
-                "suggested_billing_method": quote.suggested_billing_method,
-                "available_billing_methods": quote.available_billing_methods,
+                "suggested_billing_method": methods[0] if methods else None,
+                "available_billing_methods": methods,
                 "breakdown": present_breakdown(quote),
             }
         )
@@ -150,7 +166,8 @@ class EstimateApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         organization = organization_for_request(request)
-        quote = selectors.quote_usage(
+        quote = quote_at_position(
+            organization=organization,
             plan=selectors.effective_plan(organization.plan),
             product_code=data["product_id"],
             at=timezone.now(),
