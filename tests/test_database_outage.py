@@ -30,6 +30,7 @@ def database_down(django_db_blocker):
             connection.settings_dict.update(saved)
 
 
+@pytest.mark.postgres  # an in-memory SQLite database cannot be taken away from under a test
 def test_an_api_call_during_a_database_outage_is_503_with_retry_after(database_down, caplog):
     caplog.set_level(logging.WARNING, logger="billing_portal.api")
     response = Client().post(
