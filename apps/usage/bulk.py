@@ -35,7 +35,9 @@ def insert(model: type[models.Model], instances: list[models.Model]) -> None:
         return
     meta = model._meta
     table = connection.ops.quote_name(meta.db_table)
-    with connection.cursor() as cursor:
+    # The raw cursor's COPY raises psycopg's own errors: wrapped, a unique violation is
+    # Django's IntegrityError, which ingestion answers by retrying (the twin is a duplicate).
+    with connection.wrap_database_errors, connection.cursor() as cursor:
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
             [meta.db_table, meta.pk.column, len(instances)],

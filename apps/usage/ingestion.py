@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from apps.budgets.enforcement import Reservations
@@ -65,6 +65,7 @@ from billing_portal.errors import PortalError
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
+DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE
 PAID_AT_ONCE = {
     BillingMethod.SUBSCRIPTION_INCLUDED: BillingStatus.COMPLETED,
     BillingMethod.CREDIT_CONSUMPTION: BillingStatus.COMPLETED,
@@ -152,8 +153,19 @@ def ingest(
     except IntegrityError:
         # A concurrent request stored one of these keys first; now it is a duplicate.
         outcomes = _ingest_once(organization, events, api_key, actor, retry=True)
+    except OperationalError as error:
+        # Every lock is taken in one global order, so this should not happen; if it does,
+        # the transaction was rolled back whole and running it again is safe.
+        if not _is_deadlock(error):
+            raise
+        logger.warning("Ingestion deadlocked; running the batch once more", exc_info=True)
+        outcomes = _ingest_once(organization, events, api_key, actor, retry=True)
     _count(outcomes)
     return outcomes
+
+
+def _is_deadlock(error: OperationalError) -> bool:
+    return getattr(error.__cause__, "sqlstate", None) == DEADLOCK_DETECTED
 
 
 # Refusals that are a budget's or a quota's (counted apart from malformed events).
@@ -340,7 +352,7 @@ def _lock_counters(organization, wanted: dict) -> dict:
         }
 
     counters = select()
-    missing = [key for key in wanted if key not in counters]
+    missing = sorted(key for key in wanted if key not in counters)
     if missing:
         UsageCounter.objects.bulk_create(
             [
@@ -471,6 +483,16 @@ def _price_pay_and_store(
                     also=daily_usage_upsert(organization, records),
                 )
             else:
+                # Written in one global order (by key), whatever the caller's order: twin
+                # batches then meet on their first common key, and the later waits there
+                # for the earlier instead of each holding a key the other needs.
+                rows = sorted(
+                    zip(events, records, billing_events, strict=True),
+                    key=lambda row: row[0].idempotency_key,
+                )
+                events = [event for event, _, _ in rows]
+                records = [record for _, record, _ in rows]
+                billing_events = [billing_event for _, _, billing_event in rows]
                 bulk.insert(UsageEvent, events)
                 for event, record in zip(events, records, strict=True):
                     record.event = event
@@ -681,7 +703,9 @@ def daily_usage_upsert(
         "quantity", "cost", "event_count",
     ]  # fmt: skip
     rows, params = [], []
-    for (product_id, service_type, user_id, method, day), (quantity, cost, count) in totals.items():
+    # Rows in one order (that of the unique key), so that two upserts cannot deadlock.
+    ordered = sorted(totals.items(), key=lambda item: (item[0][0], *item[0][2:]))
+    for (product_id, service_type, user_id, method, day), (quantity, cost, count) in ordered:
         rows.append("(" + ", ".join(["%s"] * len(columns)) + ")")
         params += [organization.pk, product_id, service_type, user_id, method, day, quantity]
         params += [cost, count]
