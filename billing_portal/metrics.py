@@ -149,8 +149,10 @@ class StateCollector:
         yield close
 
 
-def _or_nan(value):
-    return float("nan") if value is None else float(value)
+def _or_nan(seconds: float | None) -> float:
+    """An age in seconds as a gauge's sample (Prometheus samples are float64; no money is
+    ever exported through here), NaN for "never"."""
+    return float("nan") if seconds is None else float(seconds)
 
 
 _state = StateCollector()

@@ -76,16 +76,15 @@ class ApiErrorMiddleware:
         if isinstance(exception, SuspiciousOperation):
             return error_response(*_STATUS_CODES[400], status=400)
         if isinstance(exception, DatabaseOperationalError | DatabaseInterfaceError):
-            # The database is down or refused the connection: nothing was done, and the
-            # same request may succeed in a moment. One line, not a traceback per request.
-            logger.warning(
-                "Database unavailable on %s %s: %s", request.method, request.path,
-                str(exception).strip().splitlines()[0] if str(exception).strip() else
-                type(exception).__name__,
-            )  # fmt: skip
+            # The database is down or refused the connection (or broke off a transaction):
+            # the same request may succeed in a moment. One line, not a traceback each.
+            first_line = (str(exception).strip().splitlines() or [type(exception).__name__])[0]
+            logger.warning("Database unavailable on %s %s: %s", request.method, request.path,
+                           first_line)  # fmt: skip
             response = error_response(
                 "service_unavailable",
-                "The service is briefly unavailable; nothing was done. Retry shortly.",
+                "The database is briefly unavailable. Retry shortly (with the same "
+                "idempotency key for a write).",
                 status=503,
             )
             response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)

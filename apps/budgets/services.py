@@ -30,30 +30,26 @@ def open_current_periods(*, at: datetime | None = None) -> int:
     its own). A missed run is made good by the next one; periods nobody used in between
     need no row."""
     at = at or timezone.now()
-    budgets = Budget.objects.filter(is_active=True).select_related("organization")
-    rows = []
+    budgets = list(Budget.objects.filter(is_active=True).select_related("organization"))
+    if not budgets:
+        return 0
+    adapt = connection.ops.adapt_datetimefield_value
+    created_at = adapt(timezone.now())
+    params = []
     for budget in budgets:
         start, end = bounds(budget, at, budget.organization.tz)
-        rows.append((budget.pk, start, end))
-    if not rows:
-        return 0
-    quote = connection.ops.quote_name
-    table = quote(BudgetPeriod._meta.db_table)
-    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows))
-    params = []
-    for budget_id, start, end in rows:
-        params += [budget_id, start, end, Decimal(0), timezone.now()]
-    opened = 0
+        params += [budget.pk, adapt(start), adapt(end), Decimal(0), created_at]
+    table = connection.ops.quote_name(BudgetPeriod._meta.db_table)
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(budgets))
     with connection.cursor() as cursor:
-        # The conflict is the other run's (or ingestion's): only this run's rows come back.
+        # bulk_create(ignore_conflicts=True) cannot tell which rows it inserted; RETURNING
+        # answers only this run's, not those another run (or ingestion) opened meanwhile.
         cursor.execute(
             f"INSERT INTO {table} (budget_id, starts_at, ends_at, spent, created_at) "
             f"VALUES {values} ON CONFLICT (budget_id, starts_at) DO NOTHING RETURNING id",
-            [connection.ops.adapt_datetimefield_value(p) if isinstance(p, datetime) else p
-             for p in params],
-        )  # fmt: skip
-        opened = len(cursor.fetchall())
-    return opened
+            params,
+        )
+        return len(cursor.fetchall())
 
 
 def raise_alerts(*, at: datetime | None = None, budget_ids=None) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import zoneinfo
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -280,6 +281,10 @@ class Wallet(models.Model):
 
     def __str__(self) -> str:
         return f"Wallet of {self.organization}"
+
+    def can_pay(self, amount: Decimal) -> bool:
+        """Whether ``amount`` can be taken without going below the overdraft limit."""
+        return self.balance - amount >= -self.overdraft_limit
 
 
 class WalletEntry(AppendOnlyModel):

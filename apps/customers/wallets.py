@@ -88,9 +88,9 @@ def billing_methods_for(
     methods = []
     if credit_balance(organization, at) >= total:
         methods.append(BillingMethod.CREDIT_CONSUMPTION.value)
-    wallet = Wallet.objects.filter(organization=organization).values_list(
+    wallet = Wallet.objects.filter(organization=organization).only(
         "balance", "overdraft_limit").first()  # fmt: skip
-    if wallet is not None and wallet[0] - total >= -wallet[1]:
+    if wallet is not None and wallet.can_pay(total):
         methods.append(BillingMethod.WALLET_DEDUCTION.value)
     if not organization.charges_blocked(at):
         methods.append(BillingMethod.PAYMENT_CHARGE.value)
@@ -310,7 +310,7 @@ class Funds:
         return allocations
 
     def take_wallet(self, amount: Decimal, *, reference: str, actor: str) -> bool:
-        if self.wallet.balance - amount < -self.wallet.overdraft_limit:
+        if not self.wallet.can_pay(amount):
             return False
         self.wallet.balance -= amount
         self.wallet_entries.append(

@@ -55,3 +55,14 @@ def test_the_range_still_reads_real_dates(client, key, calls):
         "/api/v1/stats", {"start_date": "2026-11-01", "end_date": "2026-11-30"}, **bearer(key)
     )
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("at", ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"])
+def test_an_instant_at_the_calendars_edge_is_a_validation_error_naming_it(client, key, calls, at):
+    response = client.post(
+        "/api/v1/billing/calculate", {"product_id": "calls", "usage_amount": 1, "at": at},
+        content_type="application/json", **bearer(key),
+    )  # fmt: skip
+    assert response.status_code == 400, response.content[:300]
+    assert error_code(response) == "validation_error"
+    assert "at" in response.json()["error"]["details"]["fields"]

@@ -1,5 +1,6 @@
-"""Request fields shared by the API's views: quantities and currencies."""
+"""Request fields shared by the API's views: quantities, currencies, days and instants."""
 
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from rest_framework import serializers
@@ -7,6 +8,9 @@ from rest_framework import serializers
 from apps.pricing.currencies import is_currency
 
 MAX_QUANTITY = Decimal(10) ** 15
+# Days and instants a request may name: wide enough for any real question, far from the
+# calendar's ends, where the day or month after (or before) one no longer exists.
+EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2999, 12, 31)
 
 
 class QuantityField(serializers.DecimalField):
@@ -38,3 +42,27 @@ class DimensionQuantitiesField(serializers.DictField):
     def __init__(self, **kwargs):
         kwargs.setdefault("child", QuantityField())
         super().__init__(**kwargs)
+
+
+def _within_calendar(day: date) -> None:
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise serializers.ValidationError(f"Must lie between {EARLIEST_DAY} and {LATEST_DAY}.")
+
+
+class CalendarDateField(serializers.DateField):
+    """A day between ``EARLIEST_DAY`` and ``LATEST_DAY``."""
+
+    def to_internal_value(self, value):
+        day = super().to_internal_value(value)
+        _within_calendar(day)
+        return day
+
+
+class InstantField(serializers.DateTimeField):
+    """An instant whose UTC day lies between ``EARLIEST_DAY`` and ``LATEST_DAY``."""
+
+    def to_internal_value(self, value):
+        instant = super().to_internal_value(value)
+        _within_calendar(instant.astimezone(UTC).date() if isinstance(instant, datetime)
+                         else instant)  # fmt: skip
+        return instant

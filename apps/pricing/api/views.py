@@ -14,8 +14,14 @@ from apps.customers.api.permissions import HasApiKeyScope
 from apps.customers.api.tenancy import organization_for_request
 from apps.customers.api.views import ORGANIZATION_ID_PARAMETER
 from apps.customers.models import ApiKey
+from apps.customers.wallets import billing_methods_for
 from apps.pricing import selectors
-from apps.pricing.api.fields import CurrencyField, DimensionQuantitiesField, QuantityField
+from apps.pricing.api.fields import (
+    CurrencyField,
+    DimensionQuantitiesField,
+    InstantField,
+    QuantityField,
+)
 from apps.pricing.api.presenters import (
     BreakdownSerializer,
     ProductPriceSerializer,
@@ -64,7 +70,7 @@ class CalculateApi(APIView):
         usage_details = serializers.DictField(required=False)
         pricing_context = serializers.DictField(required=False)
         currency = CurrencyField(required=False)
-        at = serializers.DateTimeField(required=False, help_text="Price at this instant.")
+        at = InstantField(required=False, help_text="Price at this instant.")
 
     class OutputSerializer(serializers.Serializer):
         success = serializers.BooleanField()
@@ -106,8 +112,6 @@ class CalculateApi(APIView):
             "currency": data.get("currency"),
         }
         quote = quote_at_position(organization=organization, **described)
-        from apps.customers.wallets import billing_methods_for
-
         methods = billing_methods_for(organization, quote.total, at)
         return Response(
             {

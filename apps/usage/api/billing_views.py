@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 from django.utils import timezone
@@ -18,7 +18,7 @@ from apps.customers.api.permissions import HasApiKeyScope
 from apps.customers.api.tenancy import optional_organization, organization_for_request
 from apps.customers.models import ApiKey
 from apps.pricing import selectors as pricing
-from apps.pricing.api.fields import QuantityField
+from apps.pricing.api.fields import CalendarDateField, QuantityField
 from apps.pricing.cost_engine import format_amount, format_quantity
 from apps.pricing.models import BillingMethod
 from apps.usage import selectors, services
@@ -31,21 +31,10 @@ def _present(record) -> dict:
     return present_record(record, organization_slug=record.organization.slug)
 
 
-# Days a range may name: wide enough for any real question, far from the calendar's ends
-# (where a day before or after no longer exists).
-EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2999, 12, 31)
-
-
-def _within_calendar(value: date) -> date:
-    if not EARLIEST_DAY <= value <= LATEST_DAY:
-        raise serializers.ValidationError(f"Must lie between {EARLIEST_DAY} and {LATEST_DAY}.")
-    return value
-
-
 class RangeSerializer(serializers.Serializer):
     organization_id = serializers.CharField(required=False)
-    start_date = serializers.DateField(required=False, validators=[_within_calendar])
-    end_date = serializers.DateField(required=False, validators=[_within_calendar])
+    start_date = CalendarDateField(required=False)
+    end_date = CalendarDateField(required=False)
     service_type = serializers.CharField(required=False)
     product_id = serializers.CharField(required=False)
 
