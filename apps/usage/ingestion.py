@@ -24,7 +24,6 @@ import json
 import logging
 import secrets
 from collections import defaultdict
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -40,7 +39,7 @@ from apps.pricing.cost_engine import format_quantity
 from apps.pricing.errors import InvalidUsage, PriceNotConfigured, ProductNotFound
 from apps.pricing.models import BillingMethod, Product
 from apps.pricing.periods import MONTH, local_day
-from apps.usage import bulk
+from apps.usage import bulk, freeze
 from apps.usage.errors import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -299,21 +298,23 @@ def _prepare(organization, plan, index, event: EventInput, now, products, sheets
 
 def _standing(organization: Organization, at: datetime, counter_keys: list) -> tuple:
     """(wallet balance, overdraft limit, usable credits, has active budgets, the quantity of
-    each counter in ``counter_keys`` or None), read without locks, in one round trip: only
-    to know what is worth locking. Money is only ever taken, budgets only ever checked, and
-    counters only ever moved under the lock."""
+    each counter in ``counter_keys`` or None), read without row locks, in one round trip:
+    only to know what is worth locking. Money is only ever taken, budgets only ever
+    checked, and counters only ever moved under the lock. The same query takes the
+    period lock shared (``freeze``): the records are stamped once it returns."""
     org = organization.pk
+    lock, lock_params = freeze.shared_lock_sql(org)
     counters = "".join(
         ", (SELECT quantity FROM usage_usagecounter"
         " WHERE organization_id = %s AND key = %s AND period_start = %s)"
         for _ in counter_keys
     )
-    params = [org, org, org, at, org]
+    params = [*lock_params, org, org, org, at, org]
     for key, start in counter_keys:
         params += [org, key, start]
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT (SELECT balance FROM customers_wallet WHERE organization_id = %s),"
+            f"SELECT {lock}, (SELECT balance FROM customers_wallet WHERE organization_id = %s),"
             " (SELECT overdraft_limit FROM customers_wallet WHERE organization_id = %s),"
             " (SELECT SUM(remaining) FROM customers_creditgrant WHERE organization_id = %s"
             " AND remaining > 0 AND (expires_at IS NULL OR expires_at > %s)),"
@@ -321,7 +322,7 @@ def _standing(organization: Organization, at: datetime, counter_keys: list) -> t
             + counters,
             params,
         )
-        balance, overdraft, credits, has_budgets, *quantities = cursor.fetchone()
+        _, balance, overdraft, credits, has_budgets, *quantities = cursor.fetchone()
     return (
         _decimal(balance),
         _decimal(overdraft),
@@ -389,33 +390,25 @@ def _price_pay_and_store(
     inclusion_keys = {c.inclusion_key[:2]: c.sheet.inclusion.quantity for c in candidates
                       if c.inclusion_key}  # fmt: skip
     identities = list(inclusion_keys)
-    balance, overdraft, credits, has_budgets, used = _standing(organization, now, identities)
-    for identity, quantity in zip(identities, used, strict=True):
-        if quantity is not None and quantity >= inclusion_keys[identity]:
-            used_up[identity] = quantity
-            wanted.pop(identity, None)
-    funds_wanted = (
-        balance + overdraft > 0
-        or credits > 0
-        or any(
-            c.event.billing_method
-            in (BillingMethod.WALLET_DEDUCTION, BillingMethod.CREDIT_CONSUMPTION)
-            for c in candidates
+    with transaction.atomic():
+        balance, overdraft, credits, has_budgets, used = _standing(organization, now, identities)
+        # What the close reads is stamped once the period lock is held, never before.
+        stamp = timezone.now()
+        for identity, quantity in zip(identities, used, strict=True):
+            if quantity is not None and quantity >= inclusion_keys[identity]:
+                used_up[identity] = quantity
+                wanted.pop(identity, None)
+        funds_wanted = (
+            balance + overdraft > 0
+            or credits > 0
+            or any(
+                c.event.billing_method
+                in (BillingMethod.WALLET_DEDUCTION, BillingMethod.CREDIT_CONSUMPTION)
+                for c in candidates
+            )
         )
-    )
 
-    results: dict[int, Outcome] = {}
-    # One event that locks nothing (its price and inclusion cannot move, no money to take)
-    # is written by one statement, atomic by itself: no BEGIN/COMMIT round trips.
-    one_statement = (
-        connection.vendor == "postgresql"
-        and not connection.in_atomic_block  # a failed statement must not abort a caller's
-        and len(candidates) == 1
-        and not wanted
-        and not funds_wanted
-        and not has_budgets
-    )
-    with nullcontext() if one_statement else transaction.atomic():
+        results: dict[int, Outcome] = {}
         counters = _lock_counters(organization, wanted) if wanted else {}
         for identity, quantity in used_up.items():
             counters[identity] = UsageCounter(quantity=quantity)  # read-only stand-in
@@ -453,7 +446,7 @@ def _price_pay_and_store(
                 )
             )
             record.organization = organization
-            record.created_at = record.updated_at = now
+            record.created_at = record.updated_at = stamp
             records.append(record)
             results[candidate.index] = Outcome(
                 Outcome.ACCEPTED,
@@ -471,7 +464,7 @@ def _price_pay_and_store(
                     amount=record.total_amount,
                     actor=actor,
                     reason="usage recorded",
-                    created_at=now,
+                    created_at=stamp,
                 )
                 for record in records
             ]

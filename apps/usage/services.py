@@ -16,6 +16,7 @@ from apps.customers import wallets
 from apps.customers.models import CreditEntry, Organization
 from apps.customers.wallets import Funds
 from apps.pricing.models import BillingMethod
+from apps.usage import freeze
 from apps.usage.errors import (
     BillingRecordNotFound,
     InsufficientCredits,
@@ -61,6 +62,7 @@ def transition(
         raise InvalidStatusTransition(
             details={"billing_id": record.billing_id, "from": record.status, "to": to_status}
         )
+    now = freeze.stamp(record.organization_id)
     BillingEvent.objects.create(
         record=record,
         from_status=record.status,
@@ -69,11 +71,12 @@ def transition(
         amount=record.total_amount if amount is None else amount,
         actor=actor,
         reason=reason[:500],
+        created_at=now,
     )
     from_status, from_method = record.status, record.billing_method
     record.status = to_status
     record.billing_method = billing_method or record.billing_method
-    record.updated_at = timezone.now()
+    record.updated_at = now
     record.save(update_fields=["status", "billing_method", "updated_at"])
     _follow_in_rollup(record, from_status, from_method)
     return record
@@ -109,7 +112,9 @@ def transition_many(
             raise InvalidStatusTransition(
                 details={"billing_id": record.billing_id, "from": record.status, "to": to_status}
             )
-    now = timezone.now()
+    if not records:
+        return 0
+    now = freeze.stamp(records[0].organization_id)
     BillingEvent.objects.bulk_create(
         BillingEvent(
             record_id=record.pk, from_status=record.status, to_status=to_status,

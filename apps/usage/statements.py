@@ -11,10 +11,11 @@ The close, step by step, each step stamped on the statement when done, so a reru
 second worker, serialised by the organisation's row lock) resumes after the last:
 
 1. **freeze**: the statement row exists for (organisation, period start); records
-   created after ``frozen_at`` for this period are late and go to the next statement;
-2. **build**: once no transaction begun before the freeze is still open (the freeze's
-   watermark, ``wait_for_writers``), lines from the frozen billing records (their
-   per-dimension breakdown);
+   created after ``frozen_at`` for this period are late and go to the next statement.
+   The freeze takes the organisation's period lock exclusively (``apps.usage.freeze``),
+   so every write stamped at or before it has committed and every later one is stamped
+   after it;
+2. **build**: lines from the frozen billing records (their per-dimension breakdown);
 3. **check**: the lines agree exactly with the records' own totals, and the daily rollup
    agrees exactly with the records for every day the period touches (read in one
    snapshot); otherwise the statement stops as ``mismatch`` with the differences;
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -51,6 +53,7 @@ from apps.pricing.cost_engine import (
 )
 from apps.pricing.models import BillingMethod, Product
 from apps.pricing.periods import local_day
+from apps.usage import freeze
 from apps.usage.models import (
     BillingEvent,
     BillingRecord,
@@ -82,7 +85,7 @@ class EarlierPeriodOpen(PortalError):
 class WritersInFlight(PortalError):
     code = "close_writers_in_flight"
     status_code = 503
-    message = "Transactions begun before the freeze are still open; the close is retried."
+    message = "Usage was still being written when the freeze waited; the close is retried."
 
 
 class PeriodAlreadyClosed(PortalError):
@@ -408,8 +411,6 @@ def close_period(*, organization: Organization, period_start: datetime, period_e
     statement = _open(organization, period_start, period_end)
     try:
         for step in STEPS:
-            if step == "build" and statement.built_at is None and statement.frozen_at is not None:
-                wait_for_writers(statement.frozen_at)
             statement = _run_step(statement.pk, step, now)
             if statement.status == Statement.Status.MISMATCH or step == until:
                 break
@@ -474,6 +475,11 @@ def _run_step(statement_id: int, step: str, now: datetime) -> Statement:
         ):
             return statement
         if step == "freeze":
+            try:
+                freeze.freeze(statement.organization_id)
+            except freeze.WritersInFlight:
+                waited = settings.STATEMENT_FREEZE_WAIT_SECONDS
+                raise WritersInFlight(details={"waited_seconds": waited}) from None
             statement.frozen_at = now
         elif step == "build":
             _build(statement)
@@ -528,42 +534,6 @@ def _check(statement_id: int, now: datetime) -> Statement:
         statement.checked_at, statement.mismatch = now, {}
         statement.save(update_fields=["checked_at", "mismatch"])
     return statement
-
-
-def wait_for_writers(frozen_at: datetime) -> None:
-    """The freeze's watermark: a record stamped before ``frozen_at`` may still be in a
-    transaction that has not committed; building before it does would leave it out of
-    this statement and, being stamped before the freeze, out of the next one's late usage.
-    So the build waits until no other transaction of the database that began at or before
-    the freeze is still open (PostgreSQL's ``pg_stat_activity``; the records' stamps and
-    the database's clock are assumed within a second of each other, as on hosts that keep
-    time). After ``STATEMENT_FREEZE_WAIT_SECONDS`` it raises WritersInFlight and the
-    close's task is retried. Other databases have one writer at a time: nothing to wait."""
-    import time
-
-    from django.conf import settings
-
-    if connection.vendor != "postgresql":
-        return
-    watermark = frozen_at + timedelta(seconds=1)
-    deadline = time.monotonic() + settings.STATEMENT_FREEZE_WAIT_SECONDS
-    pause = 0.02
-    while True:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-                " AND xact_start IS NOT NULL AND xact_start <= %s",
-                [watermark],
-            )
-            (open_before,) = cursor.fetchone()
-        if not open_before:
-            return
-        if time.monotonic() >= deadline:
-            raise WritersInFlight(details={"transactions": open_before,
-                                           "frozen_at": frozen_at.isoformat()})  # fmt: skip
-        time.sleep(pause)
-        pause = min(pause * 2, 1.0)
 
 
 def rerun(statement: Statement, *, now: datetime | None = None) -> Statement:

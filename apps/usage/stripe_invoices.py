@@ -52,7 +52,7 @@ def _settle_chunk(organization, start, end, to_status, reason) -> int:
                 occurred_at__lt=end,
                 status__in=services.statuses_that_may_become(to_status),
             )
-            .only("pk", "billing_id", "status", "billing_method", "total_amount")
+            .only("pk", "organization_id", "billing_id", "status", "billing_method", "total_amount")
             .order_by("pk")[:CHUNK]
         )
         return services.transition_many(records, to_status=to_status, actor="stripe", reason=reason)

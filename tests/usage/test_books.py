@@ -13,23 +13,26 @@ from apps.pricing.periods import MONTH, period_bounds
 from apps.usage import statements
 from apps.usage.books import check_books
 from apps.usage.models import BillingRecord, Statement, UsageEvent
+from tests.clock import MID_MONTH, travel
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def demo():
-    out = StringIO()
-    call_command("seed_demo", stdout=out)
-    assert "days of usage" in out.getvalue()  # the progress bar
-    organization = Organization.objects.get(slug="demo")
-    # Close the month before this one (the demo's usage reaches back four weeks).
-    this_start, _ = period_bounds(timezone.now(), MONTH, organization.tz)
-    start, end = period_bounds(this_start - timedelta(days=1), MONTH, organization.tz)
-    statement = statements.close_period(organization=organization, period_start=start,
-                                        period_end=end)  # fmt: skip
-    assert statement.status == "final", statement.mismatch
-    return organization
+    # In the middle of a month, the demo's four weeks of usage reach into the month before.
+    with travel(MID_MONTH):
+        out = StringIO()
+        call_command("seed_demo", stdout=out)
+        assert "days of usage" in out.getvalue()  # the progress bar
+        organization = Organization.objects.get(slug="demo")
+        # Close the month before this one.
+        this_start, _ = period_bounds(timezone.now(), MONTH, organization.tz)
+        start, end = period_bounds(this_start - timedelta(days=1), MONTH, organization.tz)
+        statement = statements.close_period(organization=organization, period_start=start,
+                                            period_end=end)  # fmt: skip
+        assert statement.status == "final", statement.mismatch
+        yield organization
 
 
 def test_the_books_balance_on_the_demo(demo):

@@ -92,11 +92,12 @@ def test_two_workers_closing_at_once_make_one_statement_and_one_push(stripe_org,
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.postgres
-def test_the_build_waits_for_records_stamped_before_the_freeze_that_are_not_committed_yet(
+def test_the_freeze_waits_for_records_being_written_and_is_not_stamped_while_they_are(
     plan, calls, settings
 ):
-    """A record stamped before the freeze but committed after it would be in neither this
-    statement (built without it) nor the next (stamped before the freeze): the build waits."""
+    """A record stamped before the freeze but committed after the build would be in neither
+    this statement (built without it) nor the next (stamped before the freeze): the freeze
+    waits for the writers holding the period lock, and is not stamped while they do."""
     organization = OrganizationFactory(plan=plan)
     record(organization, "calls", units=D(250))
     writing, release = threading.Event(), threading.Event()
@@ -114,13 +115,18 @@ def test_the_build_waits_for_records_stamped_before_the_freeze_that_are_not_comm
     thread.start()
     assert writing.wait(timeout=10)
     try:
-        # Not willing to wait: the close stops after the freeze, to be retried.
+        # Not willing to wait: the close stops before the freeze, to be retried.
         settings.STATEMENT_FREEZE_WAIT_SECONDS = 0
         with pytest.raises(statements.WritersInFlight):
             statements.close_period(**bounds(organization))
         stopped = Statement.objects.get(organization=organization)
-        assert stopped.frozen_at is not None and stopped.built_at is None
+        assert stopped.frozen_at is None and stopped.built_at is None
         assert not stopped.lines.exists()
+        # Willing to wait, but not long enough: the same.
+        settings.STATEMENT_FREEZE_WAIT_SECONDS = 0.2
+        with pytest.raises(statements.WritersInFlight):
+            statements.close_period(**bounds(organization))
+        assert Statement.objects.get(organization=organization).frozen_at is None
         # Willing to wait: the retry finishes once the writer has committed.
         settings.STATEMENT_FREEZE_WAIT_SECONDS = 30
         threading.Timer(0.5, release.set).start()
