@@ -1,4 +1,5 @@
 import logging
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,6 +11,32 @@ from billing_portal.celery import app as celery_app
 # Everything the run logs, as the portal's own handler writes it (request ids, secrets
 # masked); at the end of the session it is searched for any secret that got through.
 RUN_LOG = Path(__file__).resolve().parent.parent / "artifacts" / "test-logs" / "run.log"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--clock-at", metavar="INSTANT",
+        help="run the session with this process's clock (threads included) at INSTANT, "
+        "ISO 8601, UTC unless it names an offset, ticking on from there (time-machine)",
+    )  # fmt: skip
+
+
+def pytest_configure(config):
+    at = config.getoption("--clock-at")
+    if at:
+        import time_machine
+
+        instant = datetime.fromisoformat(at)
+        if instant.tzinfo is None:
+            instant = instant.replace(tzinfo=UTC)
+        traveller = time_machine.travel(instant, tick=True)
+        traveller.start()
+        config.add_cleanup(traveller.stop)
+
+
+def pytest_report_header(config):
+    at = config.getoption("--clock-at")
+    return [f"clock: travelled to {at}"] if at else []
 
 
 def pytest_sessionstart(session):

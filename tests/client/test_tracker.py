@@ -48,6 +48,7 @@ def test_the_background_thread_sends_a_full_batch_without_being_asked(billing, p
     assert usage_count() == 20
 
 
+@pytest.mark.thread_timeouts
 def test_the_background_thread_sends_what_waited_the_flush_interval(billing, portal):
     with UsageTracker(billing, batch_size=100, flush_interval_seconds=0.2) as tracker:
         tracker.track("calls", 1)
@@ -248,6 +249,7 @@ def test_what_is_pending_when_the_interpreter_exits_is_delivered(portal):
     assert usage_count() == 12
 
 
+@pytest.mark.thread_timeouts
 @pytest.mark.slow
 def test_events_tracked_while_the_portal_is_down_are_delivered_after_exactly_once(
     portal, tcp_proxy

@@ -23,6 +23,7 @@ def keys_sent(proxy) -> list[list[str]]:
     return [[event["event_id"] for event in body["events"]] for body in proxy.bodies]
 
 
+@pytest.mark.thread_timeouts
 def test_repeated_503s_with_retry_after_zero_are_still_sent_again_only_after_a_backoff(
     portal, flaky_proxy
 ):
@@ -47,6 +48,7 @@ def test_repeated_503s_with_retry_after_zero_are_still_sent_again_only_after_a_b
     assert usage_count() == 5
 
 
+@pytest.mark.thread_timeouts
 @pytest.mark.parametrize("retry_after", ["inf", "1e999", "Fri, 31 Dec 9999 23:59:59 GMT", "3600"])
 def test_a_retry_after_beyond_backoff_max_is_cut_to_it_and_the_thread_lives_on(
     portal, flaky_proxy, retry_after

@@ -64,6 +64,7 @@ def test_a_flush_while_the_background_thread_flushes_sends_each_event_once(porta
     assert usage_count() == 300
 
 
+@pytest.mark.thread_timeouts
 def test_on_failure_may_flush_the_tracker_from_the_background_thread(billing, portal):
     flushed_by_handler = []
 

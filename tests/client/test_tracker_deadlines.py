@@ -71,6 +71,7 @@ def test_stop_gives_a_request_only_the_time_left_when_the_portal_is_silent(porta
     assert usage_count() == 5
 
 
+@pytest.mark.thread_timeouts
 def test_stop_does_not_wait_behind_the_background_threads_request(portal, flaky_proxy):
     silent(flaky_proxy, seconds=4)
     with BillingClient(flaky_proxy.url, portal.key, timeout=TIMEOUT) as via_proxy:
@@ -89,6 +90,7 @@ def test_stop_does_not_wait_behind_the_background_threads_request(portal, flaky_
     assert usage_count() == 5
 
 
+@pytest.mark.thread_timeouts
 def test_a_flush_with_a_timeout_does_not_wait_behind_another_flush(portal, flaky_proxy):
     silent(flaky_proxy, seconds=4)
     with BillingClient(flaky_proxy.url, portal.key, timeout=TIMEOUT) as via_proxy:
@@ -108,6 +110,7 @@ def test_a_flush_with_a_timeout_does_not_wait_behind_another_flush(portal, flaky
     assert usage_count() == 5
 
 
+@pytest.mark.thread_timeouts
 def test_start_after_a_stop_that_timed_out_leaves_one_background_thread(portal, flaky_proxy):
     before = {t for t in threading.enumerate() if t.name == THREAD_NAME}
 
