@@ -24,8 +24,8 @@ run() {  # label, log, command...
 for at in "$@"; do
   name=$(echo "$at" | tr ' :' '_-')
   run "the suite at $at UTC (faketime)" "$OUT/$name.log" \
-    faketime -f "@$at" $PY -m pytest -q -p no:cacheprovider -m "not thread_timeouts" ${PYTEST_ARGS:-}
+    faketime -f "@$at" $PY -m pytest -q -p no:cacheprovider -m "not thread_timeouts" -rs ${PYTEST_ARGS:-}
   run "the tests that wait in threads, at $at UTC (time-machine)" "$OUT/$name-threads.log" \
-    $PY -m pytest -q -p no:cacheprovider -m thread_timeouts --clock-at "$at" ${PYTEST_ARGS:-}
+    $PY -m pytest -q -p no:cacheprovider -m thread_timeouts --clock-at "$at" -rs ${PYTEST_ARGS:-}
 done
 exit $status

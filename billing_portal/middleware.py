@@ -17,8 +17,10 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError as DatabaseInterfaceError
 from django.db import OperationalError as DatabaseOperationalError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.urls import Resolver404, resolve
 
+from billing_portal import text
 from billing_portal.errors import error_response
 
 logger = logging.getLogger("billing_portal.api")
@@ -50,6 +52,15 @@ class ApiErrorMiddleware:
             refused = self._refuse_oversize_body(request)
             if refused is not None:
                 return refused
+        unstorable = unstorable_in_address(request)
+        if unstorable:
+            if not _is_json_path(request):
+                return HttpResponseBadRequest(
+                    "The address or a header holds a character that is not text.",
+                    content_type="text/plain; charset=utf-8",
+                )
+            return error_response("validation_error", "The request has invalid fields.",
+                                  status=400, details={"fields": unstorable})  # fmt: skip
         response = self.get_response(request)
         if _is_json_path(request) and response.status_code >= 400 and not _is_json(response):
             code, message = _STATUS_CODES.get(
@@ -102,6 +113,34 @@ class ApiErrorMiddleware:
         if length > settings.API_MAX_BODY_BYTES:
             return _too_large()
         return None
+
+
+def unstorable_in_address(request: HttpRequest) -> dict[str, list[str]]:
+    """What in the path (named by the URL's own parameter when one matches), the query
+    string or the headers could not be stored (``billing_portal.text``): a NUL from %00,
+    say. None of it ever reaches a query."""
+    fields: dict[str, list[str]] = {}
+    reason = text.problem(request.path)
+    if reason:
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            match = None
+        for name, value in (match.kwargs if match else {}).items():
+            if isinstance(value, str) and text.problem(value):
+                fields[name] = [text.problem(value)]
+        if not fields:
+            fields["path"] = [reason]
+    for name, values in request.GET.lists():
+        for value in [name, *values]:
+            reason = text.problem(value)
+            if reason:
+                fields[text.shown(name)] = [reason]
+                break
+    for name, value in request.META.items():
+        if name.startswith("HTTP_") and isinstance(value, str) and text.problem(value):
+            fields[name[5:].replace("_", "-").title()] = [text.problem(value)]
+    return fields
 
 
 def _too_large() -> HttpResponse:

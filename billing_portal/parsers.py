@@ -7,22 +7,33 @@ import json
 from decimal import Decimal
 
 from django.conf import settings
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 from rest_framework.utils.json import strict_constant
 
+from billing_portal import text
+
 
 class DecimalJSONParser(JSONParser):
+    """Also refuses, as a validation error naming the field, a string the database cannot
+    store (``billing_portal.text``), unless the view checks each event of a batch itself
+    (``checks_text_per_event``: one bad event must not sink its siblings)."""
+
     def parse(self, stream, media_type=None, parser_context=None):
         parser_context = parser_context or {}
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
         try:
             decoded = codecs.getreader(encoding)(stream)
-            return json.load(decoded, parse_float=Decimal, parse_constant=strict_constant)
+            data = json.load(decoded, parse_float=Decimal, parse_constant=strict_constant)
         except ValueError as error:
             raise ParseError(f"JSON parse error - {error}") from None
         except RecursionError:
             raise ParseError("JSON parse error - nested too deeply.") from None
+        if not getattr(parser_context.get("view"), "checks_text_per_event", False):
+            unstorable = text.unstorable(data)
+            if unstorable:
+                raise ValidationError({name: [reason] for name, reason in unstorable.items()})
+        return data
 
 
 class CloudEventJSONParser(DecimalJSONParser):

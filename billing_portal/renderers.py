@@ -1,4 +1,10 @@
-"""JSON whose Decimals are exact numbers.
+"""The API's JSON renderers.
+
+``PortalJSONRenderer``, the default: UTF-8, as DRF's own, but never a server error for a
+string with no UTF-8 form (a lone surrogate echoed from a request): such an answer is
+written with every non-ASCII character escaped instead.
+
+``ExactJSONRenderer``: JSON whose Decimals are exact numbers.
 
 The API writes amounts and quantities as strings (``COERCE_DECIMAL_TO_STRING``), which no
 JSON library can round. Where a contract we mirror wants numbers (OpenMeter's meter
@@ -44,3 +50,15 @@ class ExactJSONRenderer(JSONRenderer):
         if data is None:
             return b""
         return dumps(data).encode()
+
+
+class PortalJSONRenderer(JSONRenderer):
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        try:
+            return super().render(data, accepted_media_type, renderer_context)
+        except UnicodeEncodeError:
+            return _EscapedJSONRenderer().render(data, accepted_media_type, renderer_context)
+
+
+class _EscapedJSONRenderer(JSONRenderer):
+    ensure_ascii = True

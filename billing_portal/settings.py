@@ -141,7 +141,13 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The broker is RabbitMQ (CELERY_BROKER_URL=amqp://...; CI's): a message a worker had taken
+# goes back to the queue the moment that worker's connection drops, so a killed worker's
+# tasks run again as soon as a worker is there. Redis (the default when only REDIS_URL is
+# set) gives them back only after its visibility timeout, an hour here: check --deploy
+# warns. No retry waits as long as RabbitMQ's consumer timeout (30 min) or that hour.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+TASK_RETRY_BACKOFF_MAX_SECONDS = 900
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
@@ -213,7 +219,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.customers.api.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["billing_portal.parsers.DecimalJSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["billing_portal.renderers.PortalJSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "billing_portal.schema.AutoSchema",
     "EXCEPTION_HANDLER": "billing_portal.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -291,5 +297,6 @@ LOGGING = logs.config(
 # Requests slower than this are logged with their timing.
 SLOW_REQUEST_MS = env.int("SLOW_REQUEST_MS", default=1000)
 # /metrics: a scrape sends "Authorization: Bearer <METRICS_TOKEN>"; without a token set,
-# only loopback and private addresses may scrape.
-METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# only loopback and private addresses may scrape, which is no guard behind a proxy on the
+# same host (every client looks like loopback): production refuses to start without one.
+METRICS_TOKEN = env.str("METRICS_TOKEN") if PRODUCTION else env.str("METRICS_TOKEN", default="")

@@ -32,6 +32,7 @@ PRODUCTION = {
     "DJANGO_SECRET_KEY": "a-long-random-production-secret-" + "k3Y9" * 12,
     "DJANGO_ALLOWED_HOSTS": "billing.example.com",
     "DATABASE_URL": "sqlite:////tmp/billing-portal-deploy-check.sqlite3",
+    "METRICS_TOKEN": "a-production-scrape-token",
 }
 
 
@@ -50,6 +51,15 @@ def test_production_refuses_to_start_without_a_secret_key():
 
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_to_start_without_a_metrics_token():
+    settings = {key: value for key, value in PRODUCTION.items() if key != "METRICS_TOKEN"}
+
+    result = manage("check", **settings)
+
+    assert result.returncode != 0
+    assert "METRICS_TOKEN" in result.stderr
 
 
 def test_production_refuses_to_seed_demo_data():

@@ -43,6 +43,10 @@ class BudgetAdmin(AuditedAdmin):
     date_hierarchy = "created_at"
     inlines = [BudgetPeriodInline]
 
+    def save_model(self, request, obj, form, change):
+        # A budget created part-way through its period counts what the period spent.
+        services.save_budget(obj)
+
 
 @admin.register(BudgetPeriod)
 class BudgetPeriodAdmin(PermissionActions, ReadOnlyAdmin):

@@ -150,6 +150,11 @@ class BudgetPeriod(models.Model):
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField(null=True, blank=True)  # none for a total budget
     spent = models.DecimalField(**AMOUNT, default=Decimal(0))
+    spent_before_budget = models.DecimalField(
+        **AMOUNT, default=Decimal(0),
+        help_text="What the period had already spent when the budget began counting it "
+        "(created, or its scope changed, part-way through); included in spent.",
+    )  # fmt: skip
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

@@ -21,6 +21,7 @@ class BudgetStatus:
     period_start: datetime
     period_end: datetime | None
     spent: Decimal
+    spent_before_budget: Decimal = ZERO  # of spent, what the period spent before the budget
 
     @property
     def remaining(self) -> Decimal:
@@ -51,21 +52,26 @@ def budget_statuses(budgets, *, at: datetime) -> list[BudgetStatus]:
     starts = {}
     for budget in budgets:
         starts[budget.pk] = bounds(budget, at, budget.organization.tz)
-    spent = {
-        (period.budget_id, period.starts_at): period.spent
+    periods = {
+        (period.budget_id, period.starts_at): period
         for period in BudgetPeriod.objects.filter(
             budget__in=budgets, starts_at__in={start for start, _ in starts.values()}
         )
     }
-    return [
-        BudgetStatus(
-            budget=budget,
-            period_start=starts[budget.pk][0],
-            period_end=starts[budget.pk][1],
-            spent=spent.get((budget.pk, starts[budget.pk][0]), ZERO),
+    statuses = []
+    for budget in budgets:
+        start, end = starts[budget.pk]
+        period = periods.get((budget.pk, start))
+        statuses.append(
+            BudgetStatus(
+                budget=budget,
+                period_start=start,
+                period_end=end,
+                spent=period.spent if period else ZERO,
+                spent_before_budget=period.spent_before_budget if period else ZERO,
+            )  # fmt: skip
         )
-        for budget in budgets
-    ]
+    return statuses
 
 
 def violations_and_warnings(organization: Organization, *, at: datetime):

@@ -7,6 +7,7 @@ start, alerts per period and threshold, deliveries per alert and channel.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
@@ -19,9 +20,62 @@ from apps.budgets import selectors
 from apps.budgets.enforcement import bounds
 from apps.budgets.models import Alert, AlertDelivery, Budget, BudgetPeriod, NotificationChannel
 from apps.pricing.cost_engine import format_amount
-from billing_portal import metrics
+from billing_portal import metrics, period_lock
+from billing_portal.errors import PortalError
 
 logger = logging.getLogger(__name__)
+
+# What an organisation already spent in a period under a budget's scope, read from the
+# daily rollup: given by the floor that records usage, which registers it when ready
+# (``apps.usage.apps``). Without it a budget opens at nothing spent.
+SpentReader = Callable[[Budget, datetime, datetime | None], Decimal]
+_spent_in: list[SpentReader] = []
+
+
+def read_spent_with(reader: SpentReader) -> None:
+    _spent_in[:] = [reader]
+
+
+# What, changed, makes a budget count its current period again.
+SCOPE_FIELDS = ("scope", "service_type_id", "product_id", "api_key_id", "period")
+
+
+class BudgetBusy(PortalError):
+    code = "service_unavailable"
+    status_code = 503
+    message = "Usage was being recorded for too long to open the budget; retry shortly."
+
+
+def save_budget(budget: Budget) -> Budget:
+    """Saves ``budget``. A new one, one whose scope or period changed, or one made active
+    again opens its current period with what that period already spent under its scope
+    (a monthly budget is about the month: created on the 20th, it counts from the 1st).
+    That sum is taken under the organisation's period lock, once no usage is being
+    written, and every event recorded after it sees the budget: none is missed or
+    counted twice. Raises BudgetBusy if usage kept the lock past the freeze's wait."""
+    with transaction.atomic():
+        try:
+            period_lock.exclusive(budget.organization_id)
+        except period_lock.Busy:
+            raise BudgetBusy from None
+        before = Budget.objects.filter(pk=budget.pk).first() if budget.pk else None
+        budget.save()
+        counts_again = before is None or not before.is_active or any(
+            getattr(before, name) != getattr(budget, name) for name in SCOPE_FIELDS
+        )  # fmt: skip
+        if budget.is_active and counts_again:
+            _open_with_what_was_spent(budget, timezone.now())
+    return budget
+
+
+def _open_with_what_was_spent(budget: Budget, at: datetime) -> BudgetPeriod:
+    start, end = bounds(budget, at, budget.organization.tz)
+    spent = _spent_in[0](budget, start, end) if _spent_in else Decimal(0)
+    period, _ = BudgetPeriod.objects.update_or_create(
+        budget=budget, starts_at=start,
+        defaults={"ends_at": end, "spent": spent, "spent_before_budget": spent},
+    )  # fmt: skip
+    return period
 
 
 def open_current_periods(*, at: datetime | None = None) -> int:

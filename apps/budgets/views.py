@@ -33,7 +33,7 @@ def budgets(request: HttpRequest) -> HttpResponse:
 def budget_new(request: HttpRequest) -> HttpResponse:
     form = BudgetForm(request.POST or None, organization=request.organization)
     if request.method == "POST" and form.is_valid():
-        budget = form.save()
+        budget = services.save_budget(form.save(commit=False))
         messages.success(request, f"Budget “{budget.name}” is in place.")
         return redirect("billing:budget", budget_id=budget.pk)
     return page(request, "billing/budget_form.html", {"form": form, "budget": None})
@@ -44,7 +44,7 @@ def budget_edit(request: HttpRequest, budget_id: int) -> HttpResponse:
     budget = _budget(request, budget_id)
     form = BudgetForm(request.POST or None, instance=budget, organization=request.organization)
     if request.method == "POST" and form.is_valid():
-        form.save()
+        services.save_budget(form.save(commit=False))
         messages.success(request, f"Budget “{budget.name}” is saved.")
         return redirect("billing:budget", budget_id=budget.pk)
     return page(request, "billing/budget_form.html", {"form": form, "budget": budget})
@@ -68,7 +68,7 @@ def budget_detail(request: HttpRequest, budget_id: int) -> HttpResponse:
 def budget_toggle(request: HttpRequest, budget_id: int) -> HttpResponse:
     budget = _budget(request, budget_id)
     budget.is_active = not budget.is_active
-    budget.save(update_fields=["is_active"])
+    services.save_budget(budget)
     state = "active again" if budget.is_active else "paused: it neither refuses nor alerts"
     messages.success(request, f"Budget “{budget.name}” is {state}.")
     if request.POST.get("next") == "list":

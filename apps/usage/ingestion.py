@@ -39,7 +39,7 @@ from apps.pricing.cost_engine import format_quantity
 from apps.pricing.errors import InvalidUsage, PriceNotConfigured, ProductNotFound
 from apps.pricing.models import BillingMethod, Product
 from apps.pricing.periods import MONTH, local_day
-from apps.usage import bulk, freeze
+from apps.usage import bulk
 from apps.usage.errors import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -60,6 +60,7 @@ from apps.usage.selectors import (
     price_counter_key,
     price_depends_on_period,
 )
+from billing_portal import period_lock
 from billing_portal.errors import PortalError
 
 logger = logging.getLogger(__name__)
@@ -300,21 +301,19 @@ def _standing(organization: Organization, at: datetime, counter_keys: list) -> t
     """(wallet balance, overdraft limit, usable credits, has active budgets, the quantity of
     each counter in ``counter_keys`` or None), read without row locks, in one round trip:
     only to know what is worth locking. Money is only ever taken, budgets only ever
-    checked, and counters only ever moved under the lock. The same query takes the
-    period lock shared (``freeze``): the records are stamped once it returns."""
+    checked, and counters only ever moved under the lock."""
     org = organization.pk
-    lock, lock_params = freeze.shared_lock_sql(org)
     counters = "".join(
         ", (SELECT quantity FROM usage_usagecounter"
         " WHERE organization_id = %s AND key = %s AND period_start = %s)"
         for _ in counter_keys
     )
-    params = [*lock_params, org, org, org, at, org]
+    params = [org, org, org, at, org]
     for key, start in counter_keys:
         params += [org, key, start]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {lock}, (SELECT balance FROM customers_wallet WHERE organization_id = %s),"
+            "SELECT (SELECT balance FROM customers_wallet WHERE organization_id = %s),"
             " (SELECT overdraft_limit FROM customers_wallet WHERE organization_id = %s),"
             " (SELECT SUM(remaining) FROM customers_creditgrant WHERE organization_id = %s"
             " AND remaining > 0 AND (expires_at IS NULL OR expires_at > %s)),"
@@ -322,7 +321,7 @@ def _standing(organization: Organization, at: datetime, counter_keys: list) -> t
             + counters,
             params,
         )
-        _, balance, overdraft, credits, has_budgets, *quantities = cursor.fetchone()
+        balance, overdraft, credits, has_budgets, *quantities = cursor.fetchone()
     return (
         _decimal(balance),
         _decimal(overdraft),
@@ -391,9 +390,10 @@ def _price_pay_and_store(
                       if c.inclusion_key}  # fmt: skip
     identities = list(inclusion_keys)
     with transaction.atomic():
+        # The period lock first: what the close reads is stamped once it is held, and a
+        # budget opened meanwhile is seen by the queries after it.
+        stamp = period_lock.stamp(organization.pk)
         balance, overdraft, credits, has_budgets, used = _standing(organization, now, identities)
-        # What the close reads is stamped once the period lock is held, never before.
-        stamp = timezone.now()
         for identity, quantity in zip(identities, used, strict=True):
             if quantity is not None and quantity >= inclusion_keys[identity]:
                 used_up[identity] = quantity

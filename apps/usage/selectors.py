@@ -9,9 +9,11 @@ from decimal import Decimal
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
+from apps.budgets.models import Budget
 from apps.customers.models import Organization
 from apps.pricing.cost_engine import PricingModel
-from apps.pricing.periods import MONTH
+from apps.pricing.models import BillingMethod
+from apps.pricing.periods import MONTH, local_day
 from apps.usage.models import BillingRecord, BillingStatus, DailyUsage, UsageCounter
 
 ZERO = Decimal(0)
@@ -284,3 +286,29 @@ def billing_stats(*, organization: Organization | None, start: date, end: date) 
         "active_users": people["users"],
         "active_organizations": people["organizations"],
     }
+
+
+def spent_in_budget_scope(budget, start: datetime, end: datetime | None) -> Decimal:
+    """What the budget's organisation spent from ``start`` to ``end`` (None: ever) under
+    the budget's scope: the daily rollup's cost (a period starts at a local midnight, so
+    its days are whole), or the records of the scope's API key (the rollup has no key)."""
+    organization = budget.organization
+    if budget.scope == Budget.Scope.API_KEY:
+        records = BillingRecord.objects.filter(
+            organization=organization,
+            event__api_key_id=budget.api_key_id,
+            occurred_at__gte=start,
+        ).exclude(billing_method=BillingMethod.PAYMENT_CHARGE, status=BillingStatus.REFUNDED)
+        if end is not None:
+            records = records.filter(occurred_at__lt=end)
+        return records.aggregate(total=Coalesce(Sum("total_amount"), ZERO))["total"]  # fmt: skip
+    rows = DailyUsage.objects.filter(
+        organization=organization, day__gte=local_day(start, organization.tz)
+    )
+    if end is not None:
+        rows = rows.filter(day__lt=local_day(end, organization.tz))
+    if budget.scope == Budget.Scope.PRODUCT:
+        rows = rows.filter(product_id=budget.product_id)
+    elif budget.scope == Budget.Scope.SERVICE_TYPE:
+        rows = rows.filter(service_type=budget.service_type_id)
+    return rows.aggregate(total=Coalesce(Sum("cost"), ZERO))["total"]

@@ -16,7 +16,6 @@ from apps.customers import wallets
 from apps.customers.models import CreditEntry, Organization
 from apps.customers.wallets import Funds
 from apps.pricing.models import BillingMethod
-from apps.usage import freeze
 from apps.usage.errors import (
     BillingRecordNotFound,
     InsufficientCredits,
@@ -26,6 +25,7 @@ from apps.usage.errors import (
 )
 from apps.usage.ingestion import bump_daily_usage
 from apps.usage.models import BillingEvent, BillingRecord, BillingStatus
+from billing_portal import period_lock
 
 S = BillingStatus
 ALLOWED = {
@@ -62,7 +62,7 @@ def transition(
         raise InvalidStatusTransition(
             details={"billing_id": record.billing_id, "from": record.status, "to": to_status}
         )
-    now = freeze.stamp(record.organization_id)
+    now = period_lock.stamp(record.organization_id)
     BillingEvent.objects.create(
         record=record,
         from_status=record.status,
@@ -114,7 +114,7 @@ def transition_many(
             )
     if not records:
         return 0
-    now = freeze.stamp(records[0].organization_id)
+    now = period_lock.stamp(records[0].organization_id)
     BillingEvent.objects.bulk_create(
         BillingEvent(
             record_id=record.pk, from_status=record.status, to_status=to_status,

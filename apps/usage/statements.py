@@ -12,7 +12,7 @@ second worker, serialised by the organisation's row lock) resumes after the last
 
 1. **freeze**: the statement row exists for (organisation, period start); records
    created after ``frozen_at`` for this period are late and go to the next statement.
-   The freeze takes the organisation's period lock exclusively (``apps.usage.freeze``),
+   The freeze takes the organisation's period lock exclusively (``billing_portal.period_lock``),
    so every write stamped at or before it has committed and every later one is stamped
    after it;
 2. **build**: lines from the frozen billing records (their per-dimension breakdown);
@@ -53,7 +53,6 @@ from apps.pricing.cost_engine import (
 )
 from apps.pricing.models import BillingMethod, Product
 from apps.pricing.periods import local_day
-from apps.usage import freeze
 from apps.usage.models import (
     BillingEvent,
     BillingRecord,
@@ -63,6 +62,7 @@ from apps.usage.models import (
     StatementLine,
 )
 from apps.usage.sums import exact_sum, exact_sums
+from billing_portal import period_lock
 from billing_portal.errors import PortalError
 
 logger = logging.getLogger(__name__)
@@ -476,8 +476,8 @@ def _run_step(statement_id: int, step: str, now: datetime) -> Statement:
             return statement
         if step == "freeze":
             try:
-                freeze.freeze(statement.organization_id)
-            except freeze.WritersInFlight:
+                period_lock.exclusive(statement.organization_id)
+            except period_lock.Busy:
                 waited = settings.STATEMENT_FREEZE_WAIT_SECONDS
                 raise WritersInFlight(details={"waited_seconds": waited}) from None
             statement.frozen_at = now

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from apps.usage import stripe_usage
 
@@ -12,7 +13,8 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(
-    acks_late=True, autoretry_for=(Exception,), retry_backoff=True, retry_backoff_max=600,
+    acks_late=True, autoretry_for=(Exception,), retry_backoff=True,
+    retry_backoff_max=settings.TASK_RETRY_BACKOFF_MAX_SECONDS,
     max_retries=5,
 )  # fmt: skip
 def report_usage_to_stripe() -> dict:
@@ -22,7 +24,8 @@ def report_usage_to_stripe() -> dict:
 
 
 @shared_task(
-    acks_late=True, autoretry_for=(Exception,), retry_backoff=True, retry_backoff_max=3600,
+    acks_late=True, autoretry_for=(Exception,), retry_backoff=True,
+    retry_backoff_max=settings.TASK_RETRY_BACKOFF_MAX_SECONDS,
     max_retries=8,
 )  # fmt: skip
 def close_statement(organization_id: int, period_start: str, period_end: str) -> dict:
@@ -56,7 +59,8 @@ def close_ended_periods() -> int:
 
 
 @shared_task(
-    acks_late=True, autoretry_for=(Exception,), retry_backoff=60, retry_backoff_max=3600,
+    acks_late=True, autoretry_for=(Exception,), retry_backoff=60,
+    retry_backoff_max=settings.TASK_RETRY_BACKOFF_MAX_SECONDS,
     max_retries=6,
 )  # fmt: skip
 def send_statement(statement_id: int) -> None:

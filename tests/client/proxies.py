@@ -164,6 +164,9 @@ class FlakyHttpProxy:
     refuse_status: int = 422
     refuse_code: str = "validation_error"
     rewrite: Callable[[bytes], bytes] | None = None  # applied to the answers passed on
+    # A request holding an event with this key is answered 500 without being forwarded:
+    # an event the portal fails on whenever it is sent.
+    poison: str | None = None
     seen: list[Seen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -210,6 +213,8 @@ class FlakyHttpProxy:
         headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
         if self.mode == "refuse" and self._refuse(handler, headers, body):
             return
+        if self.poison is not None and self._poisoned(handler, headers, body):
+            return
         host, port = _address(self.upstream_url)
         upstream = http.client.HTTPConnection(host, port, timeout=30)
         upstream.request(handler.command, handler.path, body=body or None, headers=headers)
@@ -246,6 +251,23 @@ class FlakyHttpProxy:
         handler.send_header("Content-Length", str(len(content)))
         handler.end_headers()
         handler.wfile.write(content)
+
+    def _poisoned(self, handler: BaseHTTPRequestHandler, headers: dict, body: bytes) -> bool:
+        events = json.loads(body).get("events", []) if body else []
+        if not any(event.get("event_id") == self.poison for event in events):
+            return False
+        with self._lock:
+            self.seen.append(Seen(handler.command, handler.path, headers, body, 0, 500))
+        content = json.dumps(
+            {"error": {"code": "internal_error", "message": "Internal server error.",
+                       "details": {}}}
+        ).encode()  # fmt: skip
+        handler.send_response(500)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(content)))
+        handler.end_headers()
+        handler.wfile.write(content)
+        return True
 
     def _refuse(self, handler: BaseHTTPRequestHandler, headers: dict, body: bytes) -> bool:
         with self._lock:

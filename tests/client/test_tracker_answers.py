@@ -122,6 +122,54 @@ def test_an_event_too_large_on_its_own_fails_and_the_others_go_through(
     assert usage_count() == 1
 
 
+def test_a_poison_event_answered_500_every_time_fails_alone_and_its_batch_lands(
+    portal, flaky_proxy
+):
+    """An event the portal fails on (500) whenever it is sent: its batch is sent in halves
+    until it is alone, then, the portal having taken the others, it fails for good
+    instead of holding back the 19 good events or being sent for ever."""
+    refused = []
+    with BillingClient(flaky_proxy.url, portal.key, timeout=TIMEOUT) as via_proxy:
+        tracker = UsageTracker(
+            via_proxy, batch_size=20, flush_interval_seconds=60, flush_at_exit=False,
+            on_failure=lambda event, error: refused.append((event["event_id"], error)),
+        )  # fmt: skip
+        keys = [tracker.track("calls", 1) for _ in range(20)]
+        flaky_proxy.poison = keys[7]
+        flushes = 0
+        while tracker.pending and flushes < 10:
+            tracker.flush()
+            flushes += 1
+
+    assert tracker.pending == 0
+    [(key, error)] = refused
+    assert key == keys[7] and error.status == 500
+    sent_with_poison = [batch for batch in keys_sent(flaky_proxy) if keys[7] in batch]
+    # Whole (answered 500: kept), whole again, then in halves down to itself.
+    assert [len(batch) for batch in sent_with_poison] == [20, 20, 10, 5, 2, 1]
+    # ...and the rest, after it, in one batch again: 9 requests in all.
+    assert len(flaky_proxy.seen) == 9, [len(batch) for batch in keys_sent(flaky_proxy)]
+    stats = tracker.get_stats()
+    assert (stats["flushed"], stats["failed"], stats["pending"]) == (19, 1, 0)
+    assert_counts_add_up(stats)
+    assert usage_count() == 19
+
+
+def test_a_portal_failing_on_every_request_keeps_the_events_pending(portal, flaky_proxy):
+    """500 for everything is the portal's failure, not the events': nothing is given up."""
+    with BillingClient(flaky_proxy.url, portal.key, timeout=TIMEOUT) as via_proxy:
+        tracker = UsageTracker(via_proxy, batch_size=1, flush_interval_seconds=60,
+                               flush_at_exit=False)  # fmt: skip
+        flaky_proxy.poison = tracker.track("calls", 1)
+        for _ in range(8):
+            tracker.flush()
+
+    assert len(flaky_proxy.seen) == 8
+    stats = tracker.get_stats()
+    assert (stats["flushed"], stats["failed"], stats["pending"]) == (0, 0, 1)
+    assert "internal_error" in stats["last_error"]
+
+
 def reversed_results(content: bytes) -> bytes:
     answer = json.loads(content)
     answer["results"].reverse()

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.budgets import selectors
+from apps.budgets import selectors, services
 from apps.budgets.models import Budget
 from apps.customers.api.permissions import HasApiKeyScope
 from apps.customers.api.tenancy import organization_for_request
@@ -32,6 +32,9 @@ def present_status(status: selectors.BudgetStatus) -> dict:
         "remaining": format_amount(status.remaining, currency),
         "utilization_percent": str(status.utilization),
         "crossed_thresholds": status.crossed_thresholds,
+        # Of spent: what the period had spent before the budget counted it (a budget
+        # created part-way through its period counts the period's usage from its start).
+        "spent_before_budget": format_amount(status.spent_before_budget, currency),
     }
 
 
@@ -54,6 +57,10 @@ class PeriodStatusSerializer(serializers.Serializer):
     remaining = serializers.CharField()
     utilization_percent = serializers.CharField()
     crossed_thresholds = serializers.ListField(child=serializers.IntegerField())
+    spent_before_budget = serializers.CharField(
+        help_text="Of spent, what the period had spent before the budget began counting it "
+        "(created, or its scope changed, part-way through the period)."
+    )
 
 
 class BudgetStandingSerializer(PeriodStatusSerializer):
@@ -148,7 +155,14 @@ class BudgetViewSet(viewsets.ModelViewSet):
         return {**context, "organization": self.get_organization()}
 
     def perform_create(self, serializer):
-        serializer.save(organization=self.get_organization())
+        budget = Budget(organization=self.get_organization(), **serializer.validated_data)
+        serializer.instance = services.save_budget(budget)
+
+    def perform_update(self, serializer):
+        budget = serializer.instance
+        for name, value in serializer.validated_data.items():
+            setattr(budget, name, value)
+        services.save_budget(budget)
 
 
 class UsageQuantitySerializer(serializers.Serializer):

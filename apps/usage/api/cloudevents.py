@@ -23,6 +23,7 @@ from decimal import Decimal
 from apps.customers.api.tenancy import organization_for_subject
 from apps.customers.models import ApiKey, Organization
 from apps.pricing.cost_engine import format_quantity
+from apps.pricing.errors import InvalidUsage
 from apps.usage.api.parsing import (
     MAX_KEY_LENGTH,
     check_ingestion_window,
@@ -33,6 +34,7 @@ from apps.usage.errors import InvalidEvent, InvalidMeterData, UnknownEventType
 from apps.usage.ingestion import EventInput, Outcome, fingerprint, ingest
 from apps.usage.meters import active_meters_by_type
 from apps.usage.models import CLOUDEVENT_DETAILS, BillingRecord, Meter, path_keys
+from billing_portal import text as storable
 from billing_portal.errors import PortalError
 
 SPEC_VERSION = "1.0"
@@ -93,6 +95,9 @@ def parse_cloud_event(raw, *, meters: dict[str, Meter], now: datetime) -> tuple[
     InvalidMeterData, EventTooOld or EventInFuture."""
     if not isinstance(raw, dict):
         raise InvalidEvent({"non_field_errors": "An event is a JSON object."})
+    unstorable = storable.unstorable(raw)
+    if unstorable:  # the same answer as on every surface
+        raise InvalidUsage(unstorable)
     problems: dict[str, object] = {}
     event_id = _text(raw, "id", problems, required=True, limit=MAX_KEY_LENGTH)
     subject = _text(raw, "subject", problems, required=True)
@@ -191,7 +196,8 @@ def record_cloud_events(
         raw["type"]
         for raw in raw_events
         if isinstance(raw, dict) and isinstance(raw.get("type"), str)
-    }
+        and not storable.problem(raw["type"])
+    }  # fmt: skip
     meters = active_meters_by_type(types)
     organizations: dict[str, Organization | PortalError] = {}
     results: list[CloudEventResult | None] = [None] * len(raw_events)
@@ -228,4 +234,4 @@ def record_cloud_events(
 
 def _id_of(raw) -> str | None:
     event_id = raw.get("id") if isinstance(raw, dict) else None
-    return event_id if isinstance(event_id, str) else None
+    return storable.shown(event_id) if isinstance(event_id, str) else None

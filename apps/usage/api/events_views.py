@@ -78,6 +78,7 @@ class EventsApi(APIView):
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.USAGE_WRITE
     throttle_classes = [ApiKeyRateThrottle]
+    checks_text_per_event = True
     parser_classes = [DecimalJSONParser, CloudEventJSONParser, CloudEventBatchJSONParser]
 
     class OutputSerializer(serializers.Serializer):

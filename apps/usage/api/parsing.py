@@ -19,6 +19,7 @@ from apps.pricing.models import BillingMethod
 from apps.usage.errors import EventInFuture, EventTooOld, InvalidIdempotencyKey
 from apps.usage.ingestion import EventInput, fingerprint
 from apps.usage.models import CLOUDEVENT_DETAILS
+from billing_portal import text
 
 MAX_KEY_LENGTH = 255
 MAX_PLACES = 12
@@ -110,6 +111,11 @@ def parse_event(raw, *, header_key: str | None = None, now: datetime) -> EventIn
     InvalidIdempotencyKey naming what is wrong."""
     if not isinstance(raw, dict):
         raise InvalidUsage({"non_field_errors": "An event is a JSON object."})
+    unstorable = text.unstorable(raw)
+    if header_key is not None and text.problem(header_key):
+        unstorable["Idempotency-Key"] = text.problem(header_key)
+    if unstorable:
+        raise InvalidUsage(unstorable)
     key = idempotency_key_of(raw.get("event_id"), header_key)
     problems: dict[str, object] = {}
     texts = {}

@@ -22,6 +22,7 @@ from apps.usage.api.presenters import BillingRecordSerializer, present_balances,
 from apps.usage.errors import BatchTooLarge
 from apps.usage.ingestion import Outcome, ingest
 from apps.usage.throttling import ApiKeyRateThrottle
+from billing_portal import text
 from billing_portal.errors import PortalError, error_payload
 
 MAX_BATCH = 1000
@@ -126,6 +127,7 @@ class UsageBatchApi(APIView):
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.USAGE_WRITE
     throttle_classes = [ApiKeyRateThrottle]
+    checks_text_per_event = True
 
     class InputSerializer(serializers.Serializer):
         organization_id = serializers.CharField(required=False)
@@ -157,6 +159,9 @@ class UsageBatchApi(APIView):
         raw_events = data.get("events") if isinstance(data, dict) else None
         if not isinstance(raw_events, list):
             raise InvalidUsage({"events": "A list of events."})
+        unstorable = text.unstorable({k: v for k, v in data.items() if k != "events"})
+        if unstorable:
+            raise InvalidUsage(unstorable)
         if len(raw_events) > MAX_BATCH:
             raise BatchTooLarge(details={"max_events": MAX_BATCH, "events": len(raw_events)})
         api_key: ApiKey = request.auth
@@ -212,7 +217,7 @@ def _rejected(index: int, raw, error: PortalError) -> dict:
     return {
         "index": index,
         "status": Outcome.REJECTED,
-        "event_id": event_id if isinstance(event_id, str) else None,
+        "event_id": text.shown(event_id) if isinstance(event_id, str) else None,
         "error": error_payload(error.code, error.message, error.details)["error"],
     }
 

@@ -5,6 +5,7 @@ the events settled, put back or split."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from billing_client.client import BillingClient
@@ -21,15 +22,37 @@ KEEP, SPLIT, FAIL = "keep", "split", "fail"
 # events are not at fault. They wait (with backoff) rather than being lost.
 KEY_REFUSED_STATUSES = frozenset({401, 403})
 TOO_LARGE_STATUS = 413
+# The portal failed on the request (not "unavailable": 502, 503 and 504 are outages). Once
+# a batch holding an event was answered so twice, it is sent in halves, so that one event
+# the portal cannot take never holds back the others; an event answered so alone
+# POISON_ATTEMPTS times, while the portal took other events since its first such answer,
+# fails for good instead of being sent for ever.
+SERVER_FAILED_STATUS = 500
+POISON_ATTEMPTS = 5
 
 
-def refusal_of(error: BillingError, batch_size: int) -> str:
+def refusal_of(
+    error: BillingError, batch: Sequence[PendingEvent], *, delivered_at: float | None = None
+) -> str:
     """``KEEP`` the events pending (no answer, 5xx, 429, 408, or the key refused: 401,
-    403), ``SPLIT`` the batch in halves and send them again (413, more than one event), or
-    ``FAIL`` them for good (any other 4xx: the same request would be refused the same way)."""
+    403), ``SPLIT`` the batch in halves and send them again (413, or a 500 again, more than
+    one event), or ``FAIL`` them for good (any other 4xx: the same request would be refused
+    the same way; a poison event, see ``POISON_ATTEMPTS``)."""
+    if error.status == SERVER_FAILED_STATUS:
+        if len(batch) > 1 and max(item.server_errors for item in batch) >= 2:
+            return SPLIT
+        (item,) = batch if len(batch) == 1 else (None,)
+        if (
+            item is not None
+            and item.server_errors >= POISON_ATTEMPTS
+            and delivered_at is not None
+            and item.first_server_error_at is not None
+            and delivered_at > item.first_server_error_at
+        ):
+            return FAIL
     if error.is_transient or error.status in KEY_REFUSED_STATUSES:
         return KEEP
-    if error.status == TOO_LARGE_STATUS and batch_size > 1:
+    if error.status == TOO_LARGE_STATUS and len(batch) > 1:
         return SPLIT
     return FAIL
 
@@ -66,7 +89,8 @@ def match_answers(
 class SentBatch:
     """What one request of a flush came to."""
 
-    __slots__ = ("delivered", "error", "failed", "sent", "settled", "split_to")
+    __slots__ = ("delivered", "error", "failed", "poison_failed", "sent", "settled", "split_to",
+                 "too_large")  # fmt: skip
 
     def __init__(self, sent: int = 0) -> None:
         self.sent = sent  # events in the request
@@ -74,7 +98,9 @@ class SentBatch:
         self.delivered = 0  # of which the portal holds
         self.failed: list[tuple[PendingEvent, BillingError]] = []
         self.error: BillingError | None = None  # the events wait for a backoff, then go again
-        self.split_to = 0  # refused as too large: send at most this many at a time
+        self.split_to = 0  # refused as a whole: send at most this many at a time
+        self.too_large = False  # (and the portal said it was too large: for the whole flush)
+        self.poison_failed = False  # an event the portal failed on was given up
 
 
 def send_batch(
@@ -97,12 +123,20 @@ def send_batch(
             timeout = capped_timeout(client.timeout, time_left)
             answer = client.record_batch(events, max_retries=0, timeout=timeout)
     except BillingError as error:
-        refusal = refusal_of(error, len(batch))
+        if error.status == SERVER_FAILED_STATUS:
+            now = time.monotonic()
+            for item in batch:
+                item.server_errors += 1
+                if item.first_server_error_at is None:
+                    item.first_server_error_at = now
+        refusal = refusal_of(error, batch, delivered_at=pending.delivered_at)
         if refusal == KEEP:
             return _put_back(pending, batch, error, again)
         if refusal == SPLIT:
             return _split(pending, batch, error, again)
-        return _settle(pending, batch, [], [(item, error) for item in batch], again=again)
+        sent = _settle(pending, batch, [], [(item, error) for item in batch], again=again)
+        sent.poison_failed = error.status == SERVER_FAILED_STATUS
+        return sent
     except Exception as error:  # not the portal's answer: keep the events, try later
         logger.exception("Usage tracker could not send a batch")
         return _put_back(pending, batch, BillingError("client_error", repr(error)), again)
@@ -131,10 +165,11 @@ def _put_back(pending: PendingQueue, batch, error: BillingError, again: int) -> 
 
 def _split(pending: PendingQueue, batch, error: BillingError, again: int) -> SentBatch:
     pending.put_back_now(batch, error, again=again)
-    logger.warning("Usage batch of %d events too large (%s); sending it in halves",
+    logger.warning("Usage batch of %d events refused as a whole (%s); sending it in halves",
                    len(batch), error)  # fmt: skip
     sent = SentBatch(len(batch))
     sent.split_to = max(len(batch) // 2, 1)
+    sent.too_large = error.status == TOO_LARGE_STATUS
     return sent
 
 

@@ -25,12 +25,16 @@ class TrackerFull(Exception):
 class PendingEvent:
     """An event the tracker holds until the portal answers for it."""
 
-    __slots__ = ("attempts", "event", "queued_at")
+    __slots__ = ("attempts", "event", "first_server_error_at", "queued_at", "server_errors")
 
     def __init__(self, event: dict[str, Any]) -> None:
         self.event = event
         self.attempts = 0
         self.queued_at = time.monotonic()
+        # The requests holding it that the portal answered 500 (it failed on them), and
+        # when the first was: what tells a poison event from a portal that is down.
+        self.server_errors = 0
+        self.first_server_error_at: float | None = None
 
     @property
     def key(self) -> str:
@@ -61,6 +65,7 @@ class PendingQueue:
         self.retry_at = 0.0  # no request before this (monotonic) time
         self.counts = dict.fromkeys(COUNTS, 0)
         self.last_error: str | None = None
+        self.delivered_at: float | None = None  # when the portal last took an event
 
     @property
     def pending(self) -> int:
@@ -166,6 +171,8 @@ class PendingQueue:
             self.counts["failed"] += len(failed)
             self.counts["retried"] += again
             self.counts["batches"] += 1
+            if delivered:
+                self.delivered_at = time.monotonic()
             self.failures = 0
             self.retry_at = 0.0
             if failed:

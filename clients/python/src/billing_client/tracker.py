@@ -360,7 +360,8 @@ class UsageTracker:
             budget = self._pending.queued()
             if whole_batches_only:
                 budget -= budget % self.batch_size
-            size = self.batch_size  # smaller after a 413, for the rest of this flush
+            largest = self.batch_size  # smaller after a 413, for the rest of this flush
+            size = largest  # smaller while an event the portal fails on is isolated
             while budget > 0 and not (stop is not None and stop.is_set()):
                 time_left = None if deadline is None else deadline - time.monotonic()
                 if time_left is not None and time_left <= 0:
@@ -373,6 +374,10 @@ class UsageTracker:
                 budget -= sent.settled
                 if sent.split_to:
                     size = sent.split_to
+                    if sent.too_large:
+                        largest = size
+                elif sent.poison_failed:
+                    size = largest
                 if sent.error is None:
                     continue
                 if not retry:
