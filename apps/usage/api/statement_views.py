@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
@@ -116,7 +116,21 @@ class StatementListApi(APIView):
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
 
-    @extend_schema(operation_id="billing_statements_list", responses=StatementSerializer(many=True))
+    @extend_schema(
+        operation_id="billing_statements_list",
+        parameters=[
+            OpenApiParameter("cursor", str, description="The page after (or before) another."),
+            OpenApiParameter("limit", int, description="Statements a page (24; at most 100)."),
+        ],
+        responses=inline_serializer(
+            "PaginatedStatementList",
+            {
+                "next": serializers.URLField(allow_null=True),
+                "previous": serializers.URLField(allow_null=True),
+                "results": StatementSerializer(many=True),
+            },
+        ),
+    )
     def get(self, request: Request) -> Response:
         organization = organization_for_request(request, allow_suspended=True)
         statements = Statement.objects.filter(
