@@ -53,11 +53,13 @@ def test_a_dead_cache_degrades_health_but_keeps_200(client, settings):
 def test_a_dead_broker_degrades_health(client):
     previous = celery_app.conf.broker_url
     celery_app.conf.task_always_eager = False
-    celery_app.conf.broker_url = DEAD_REDIS
+    previous_write = celery_app.conf.broker_write_url
+    celery_app.conf.broker_url = celery_app.conf.broker_write_url = DEAD_REDIS
+    celery_app.pool.force_close_all()  # (a connection to the live broker may be pooled)
     try:
         response = client.get("/health")
     finally:
-        celery_app.conf.broker_url = previous
+        celery_app.conf.broker_url, celery_app.conf.broker_write_url = previous, previous_write
 
     assert response.status_code == 200
     assert response.json()["status"] == "degraded"

@@ -92,14 +92,15 @@ def open_current_periods(*, at: datetime | None = None) -> int:
     params = []
     for budget in budgets:
         start, end = bounds(budget, at, budget.organization.tz)
-        params += [budget.pk, adapt(start), adapt(end), Decimal(0), created_at]
+        params += [budget.pk, adapt(start), adapt(end), Decimal(0), Decimal(0), created_at]
     table = connection.ops.quote_name(BudgetPeriod._meta.db_table)
-    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(budgets))
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(budgets))
     with connection.cursor() as cursor:
         # bulk_create(ignore_conflicts=True) cannot tell which rows it inserted; RETURNING
         # answers only this run's, not those another run (or ingestion) opened meanwhile.
         cursor.execute(
-            f"INSERT INTO {table} (budget_id, starts_at, ends_at, spent, created_at) "
+            f"INSERT INTO {table} (budget_id, starts_at, ends_at, spent, spent_before_budget, "
+            "created_at) "
             f"VALUES {values} ON CONFLICT (budget_id, starts_at) DO NOTHING RETURNING id",
             params,
         )
