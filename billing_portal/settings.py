@@ -144,10 +144,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The broker is RabbitMQ (CELERY_BROKER_URL=amqp://...; CI's): a message a worker had taken
 # goes back to the queue the moment that worker's connection drops, so a killed worker's
 # tasks run again as soon as a worker is there. Redis (the default when only REDIS_URL is
-# set) gives them back only after its visibility timeout, an hour here: check --deploy
-# warns. No retry waits as long as RabbitMQ's consumer timeout (30 min) or that hour.
+# set) gives them back only after its visibility timeout, an hour here. No retry waits
+# longer than Celery's retry_backoff_max default, 600 s: well under RabbitMQ's consumer
+# timeout (30 min) and that hour (tests/test_tasks.py).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
-TASK_RETRY_BACKOFF_MAX_SECONDS = 900
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"

@@ -3,20 +3,13 @@
 import logging
 
 from celery import shared_task
-from django.conf import settings
 
 from apps.budgets import services
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(
-    bind=True,
-    autoretry_for=(Exception,),
-    retry_backoff=True,
-    retry_backoff_max=settings.TASK_RETRY_BACKOFF_MAX_SECONDS,
-    max_retries=5,
-)
+@shared_task(bind=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
 def sweep_budgets(self, budget_ids=None) -> int:
     """Raises due alerts and hands each delivery to its own task."""
     delivery_ids = services.raise_alerts(budget_ids=budget_ids)
@@ -32,19 +25,12 @@ def sweep_budgets(self, budget_ids=None) -> int:
     bind=True,
     autoretry_for=(services.DeliveryFailed,),
     retry_backoff=30,
-    retry_backoff_max=settings.TASK_RETRY_BACKOFF_MAX_SECONDS,
     max_retries=6,
 )
 def deliver_alert(self, delivery_id: int) -> str:
     return services.deliver(delivery_id=delivery_id)
 
 
-@shared_task(
-    bind=True,
-    autoretry_for=(Exception,),
-    retry_backoff=True,
-    retry_backoff_max=settings.TASK_RETRY_BACKOFF_MAX_SECONDS,
-    max_retries=5,
-)
+@shared_task(bind=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
 def open_budget_periods(self) -> int:
     return services.open_current_periods()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.conf import settings
 
 from apps.usage import stripe_usage
 
@@ -13,9 +12,7 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(
-    acks_late=True, autoretry_for=(Exception,), retry_backoff=True,
-    retry_backoff_max=settings.TASK_RETRY_BACKOFF_MAX_SECONDS,
-    max_retries=5,
+    acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5,
 )  # fmt: skip
 def report_usage_to_stripe() -> dict:
     """Sends Stripe the postpaid usage it has not yet been sent (see ``stripe_usage``)."""
@@ -24,9 +21,7 @@ def report_usage_to_stripe() -> dict:
 
 
 @shared_task(
-    acks_late=True, autoretry_for=(Exception,), retry_backoff=True,
-    retry_backoff_max=settings.TASK_RETRY_BACKOFF_MAX_SECONDS,
-    max_retries=8,
+    acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=8,
 )  # fmt: skip
 def close_statement(organization_id: int, period_start: str, period_end: str) -> dict:
     """One period's close, resumed from its last finished step (``statements``)."""
@@ -59,9 +54,7 @@ def close_ended_periods() -> int:
 
 
 @shared_task(
-    acks_late=True, autoretry_for=(Exception,), retry_backoff=60,
-    retry_backoff_max=settings.TASK_RETRY_BACKOFF_MAX_SECONDS,
-    max_retries=6,
+    acks_late=True, autoretry_for=(Exception,), retry_backoff=60, max_retries=6,
 )  # fmt: skip
 def send_statement(statement_id: int) -> None:
     """The statement to the organisation's billing contact: HTML with a chart, CSV lines."""
