@@ -29,11 +29,12 @@ logger = logging.getLogger(__name__)
 # daily rollup: given by the floor that records usage, which registers it when ready
 # (``apps.usage.apps``). Without it a budget opens at nothing spent.
 SpentReader = Callable[[Budget, datetime, datetime | None], Decimal]
-_spent_in: list[SpentReader] = []
+_spent_in: SpentReader | None = None
 
 
 def read_spent_with(reader: SpentReader) -> None:
-    _spent_in[:] = [reader]
+    global _spent_in
+    _spent_in = reader
 
 
 # What, changed, makes a budget count its current period again.
@@ -52,25 +53,29 @@ def save_budget(budget: Budget) -> Budget:
     (a monthly budget is about the month: created on the 20th, it counts from the 1st).
     That sum is taken under the organisation's period lock, once no usage is being
     written, and every event recorded after it sees the budget: none is missed or
-    counted twice. Raises BudgetBusy if usage kept the lock past the freeze's wait."""
+    counted twice. Raises BudgetBusy if usage kept the lock past the freeze's wait. Any
+    other change (a name, a limit) is saved without the lock: usage never waits for it."""
+    before = Budget.objects.filter(pk=budget.pk).first() if budget.pk else None
+    counts_again = budget.is_active and (
+        before is None
+        or not before.is_active
+        or any(getattr(before, name) != getattr(budget, name) for name in SCOPE_FIELDS)
+    )
     with transaction.atomic():
-        try:
-            period_lock.exclusive(budget.organization_id)
-        except period_lock.Busy:
-            raise BudgetBusy from None
-        before = Budget.objects.filter(pk=budget.pk).first() if budget.pk else None
+        if counts_again:
+            try:
+                period_lock.exclusive(budget.organization_id)
+            except period_lock.Busy:
+                raise BudgetBusy from None
         budget.save()
-        counts_again = before is None or not before.is_active or any(
-            getattr(before, name) != getattr(budget, name) for name in SCOPE_FIELDS
-        )  # fmt: skip
-        if budget.is_active and counts_again:
+        if counts_again:
             _open_with_what_was_spent(budget, timezone.now())
     return budget
 
 
 def _open_with_what_was_spent(budget: Budget, at: datetime) -> BudgetPeriod:
     start, end = bounds(budget, at, budget.organization.tz)
-    spent = _spent_in[0](budget, start, end) if _spent_in else Decimal(0)
+    spent = _spent_in(budget, start, end) if _spent_in else Decimal(0)
     period, _ = BudgetPeriod.objects.update_or_create(
         budget=budget, starts_at=start,
         defaults={"ends_at": end, "spent": spent, "spent_before_budget": spent},

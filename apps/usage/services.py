@@ -38,10 +38,18 @@ ALLOWED = {
 
 
 def locked_record(*, organization: Organization | None, billing_id: str) -> BillingRecord:
-    queryset = BillingRecord.objects.select_for_update().filter(billing_id=billing_id)
+    """The record, locked; first the organisation's period lock (shared), taken before any
+    row lock as ingestion takes it, so a freeze waiting for it never closes a cycle."""
+    queryset = BillingRecord.objects.filter(billing_id=billing_id)
     if organization is not None:
         queryset = queryset.filter(organization=organization)
-    record = queryset.first()
+        organization_id = organization.pk
+    else:
+        organization_id = queryset.values_list("organization_id", flat=True).first()
+    record = None
+    if organization_id is not None:
+        period_lock.stamp(organization_id)
+        record = queryset.select_for_update().first()
     if record is None:
         raise BillingRecordNotFound(details={"billing_id": billing_id})
     return record
@@ -57,7 +65,8 @@ def transition(
     amount: Decimal | None = None,
 ) -> BillingRecord:
     """Moves a locked record to ``to_status`` and writes the billing event for it. Raises
-    InvalidStatusTransition for a move the status machine does not allow."""
+    InvalidStatusTransition for a move the status machine does not allow. (The period lock,
+    which ``locked_record`` took, is held again at once: it gives the stamp.)"""
     if to_status not in ALLOWED[record.status]:
         raise InvalidStatusTransition(
             details={"billing_id": record.billing_id, "from": record.status, "to": to_status}

@@ -22,6 +22,7 @@ from apps.customers import billing
 from apps.pricing.models import BillingMethod
 from apps.usage import services
 from apps.usage.models import BillingRecord, BillingStatus
+from billing_portal import period_lock
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ def settle(*, organization, start: datetime, end: datetime, to_status: str, reas
 
 def _settle_chunk(organization, start, end, to_status, reason) -> int:
     with transaction.atomic():
+        period_lock.stamp(organization.pk)  # before the row locks, as ingestion takes it
         records = list(
             BillingRecord.objects.select_for_update()
             .filter(

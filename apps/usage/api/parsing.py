@@ -111,9 +111,7 @@ def parse_event(raw, *, header_key: str | None = None, now: datetime) -> EventIn
     InvalidIdempotencyKey naming what is wrong."""
     if not isinstance(raw, dict):
         raise InvalidUsage({"non_field_errors": "An event is a JSON object."})
-    unstorable = text.unstorable(raw)
-    if header_key is not None and text.problem(header_key):
-        unstorable["Idempotency-Key"] = text.problem(header_key)
+    unstorable = text.unstorable(raw)  # (headers: the middleware looked at them)
     if unstorable:
         raise InvalidUsage(unstorable)
     key = idempotency_key_of(raw.get("event_id"), header_key)

@@ -39,22 +39,27 @@ def refusal_of(
     one event), or ``FAIL`` them for good (any other 4xx: the same request would be refused
     the same way; a poison event, see ``POISON_ATTEMPTS``)."""
     if error.status == SERVER_FAILED_STATUS:
-        if len(batch) > 1 and max(item.server_errors for item in batch) >= 2:
-            return SPLIT
-        (item,) = batch if len(batch) == 1 else (None,)
-        if (
-            item is not None
-            and item.server_errors >= POISON_ATTEMPTS
-            and delivered_at is not None
-            and item.first_server_error_at is not None
-            and delivered_at > item.first_server_error_at
-        ):
+        if len(batch) > 1:
+            if max(item.server_errors for item in batch) >= 2:
+                return SPLIT
+        elif _is_poison(batch[0], delivered_at):
             return FAIL
     if error.is_transient or error.status in KEY_REFUSED_STATUSES:
         return KEEP
     if error.status == TOO_LARGE_STATUS and len(batch) > 1:
         return SPLIT
     return FAIL
+
+
+def _is_poison(item: PendingEvent, delivered_at: float | None) -> bool:
+    """Answered 500 alone often enough, while the portal took other events since."""
+    first = item.first_server_error_at
+    return (
+        item.server_errors >= POISON_ATTEMPTS
+        and first is not None
+        and delivered_at is not None
+        and delivered_at > first
+    )
 
 
 def match_answers(
