@@ -6,6 +6,7 @@ eagerly in-process, a local-memory cache, DEBUG on and Stripe disabled. ``.env.e
 lists every variable.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -54,6 +55,8 @@ INSTALLED_APPS = [
     "djstripe",
     "import_export",
     "simple_history",
+    "axes",
+    "csp",
     "apps.pricing",
     "apps.customers",
     "apps.budgets",
@@ -71,6 +74,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last: it answers a locked-out sign-in (django-axes).
+    "axes.middleware.AxesMiddleware",
 ]
 
 if PRODUCTION:
@@ -172,6 +178,50 @@ IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
 
 LOGIN_URL = "login"
+# --- Content-Security-Policy (django-csp) --------------------------------------------
+# Scripts only from the portal's own files: no inline script, no eval. Styles may be
+# inline (the charts' and the admin's style attributes). Forms post to the portal, which
+# may send the browser on to Stripe's hosted checkout and billing portal.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "worker-src": ["'self'", "blob:"],  # the API reference (Redoc) parses in a worker
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": [
+            "'self'",
+            "https://checkout.stripe.com",
+            "https://billing.stripe.com",
+            *env.list("CSP_FORM_ACTION_EXTRA", default=[]),
+        ],
+    }
+}
+# --- Sign-in lock-out (django-axes): the admin's and the billing pages' sign-in -------
+# Repeated failures lock the username and, separately, the address they came from; the
+# lock lifts after the cool-off, or at once with `manage.py axes_reset_username <name>`,
+# `axes_reset_ip <address>` or by deleting the attempt in the admin (Axes › Access
+# attempts). A successful sign-in clears the user's failures.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# The lock lifts when it said it would, whatever is tried meanwhile.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "billing_portal.security.locked_out"
+AXES_CLIENT_IP_CALLABLE = "billing_portal.security.client_address"
+# Behind a reverse proxy every client comes from the proxy: the number of proxies in
+# front of the portal says which X-Forwarded-For entry is the client's (0: none).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 LOGIN_REDIRECT_URL = "billing:overview"
 LOGOUT_REDIRECT_URL = "login"
 STATICFILES_DIRS = [BASE_DIR / "static"]

@@ -54,11 +54,23 @@ def browser():
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
                      "--disable-dev-shm-usage", "--window-size=1280,1400"):  # fmt: skip
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.implicitly_wait(5)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     yield driver
+    violations = policy_violations(driver)
     driver.quit()
+    assert not violations, violations  # every page ran under its Content-Security-Policy
+
+
+def policy_violations(driver) -> list[str]:
+    """What the browser's console said the Content-Security-Policy refused."""
+    return [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in entry["message"]
+    ]
 
 
 @pytest.fixture
@@ -225,3 +237,19 @@ def test_the_finance_dashboard_and_an_organization_page(browser, demo, live_serv
     browser.get(f"{live_server.url}/admin/customers/organization/{organization.pk}/change/")
     assert "Demo Labs" in browser.page_source
     shot(browser, "admin-organization")
+
+
+def test_the_api_reference_renders_under_the_content_security_policy(browser, live_server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(live_server.url + "/api/docs/")
+    WebDriverWait(browser, 20).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock")
+    )
+    assert "Billing portal API" in browser.find_element(By.CSS_SELECTOR, ".swagger-ui .title").text
+    shot(browser, "api-docs")
+    browser.get(live_server.url + "/api/redoc/")
+    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "h1"))
+    assert "Billing portal API" in browser.find_element(By.CSS_SELECTOR, "h1").text
+    shot(browser, "api-redoc")
