@@ -1,19 +1,28 @@
-"""Ingestion benchmark: the portal under gunicorn against raw PostgreSQL inserts, one run.
+"""Ingestion benchmark: the portal under gunicorn against what this machine can do, one run.
 
-    .venv/bin/python bench/ingest.py [--seconds 15] [--batches 40] [--rate 100]
+    .venv/bin/python bench/ingest.py [--seconds 15] [--workers 4] [--threads 1]
 
 Needs PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/billing_bench;
 the database is created and migrated on first use) and Redis (REDIS_URL, default
 redis://127.0.0.1:6379/0). Everything runs on 127.0.0.1, bounded in count and time.
 
-It measures, in this order:
-  1. single posts at a fixed rate (default 100/s): p50/p99/max latency from the scheduled
-     send time (no coordinated omission);
-  2. single posts, closed loop, 8 clients: events/s;
-  3. 1,000-event batches, closed loop, 2 clients: events/s, priced and stored;
-  4. the raw baseline on the same database: the same rows into a table of the same shape
-     with psycopg multi-row INSERT (1,000 rows a statement) and with COPY.
-and prints each figure and the ratio of batch ingestion to raw INSERT.
+Each run creates its organisations afresh (``bench/fixtures.py``): the **enforced**
+organisation (a hard monthly budget on everything, a soft daily budget on model inference,
+a hard budget on its key, a funded wallet, a credit grant, an inclusion that runs out during
+the run; its events cycle over a per-dimension token price, a graduated price and a package
+price), the **bare** organisation (no budget, no wallet: gpt-4o-mini events), a **fleet** of
+50 enforced organisations, and the ceiling's. It measures:
+  1. enforced single posts paced at 100/s and at 300/s: p50/p99/max latency from the
+     scheduled send time (no coordinated omission);
+  2. enforced single posts, closed loop, 8 clients: events/s; then 1,000-event batches,
+     closed loop, 2 clients;
+  3. the same two for the bare organisation;
+  4. single posts spread over the 50 organisations of the fleet, closed loop, 8 clients;
+  5. the three-write ceiling (``bench/ceiling.py``: a DRF view with one conditional budget
+     UPDATE, one insert and one rollup upsert in a transaction), closed loop, 8 clients;
+  6. the raw baseline: usage-event-shaped rows by psycopg multi-row INSERT and by COPY;
+  7. a profile of one enforced single event and one 1,000-event batch, in-process.
+and prints every figure and ratio.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +49,19 @@ DATABASE_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 HOST = "127.0.0.1"
+# The tables of the three-write ceiling (bench/ceiling.py).
+CEILING_DDL = """
+    CREATE TABLE IF NOT EXISTS bench_ceiling_event (
+        id bigserial PRIMARY KEY, organization_id bigint NOT NULL,
+        idempotency_key varchar(255) NOT NULL, product_id varchar(100) NOT NULL,
+        user_id varchar(255) NOT NULL, usage_details jsonb NOT NULL,
+        amount numeric(28, 12) NOT NULL, occurred_at timestamptz NOT NULL,
+        UNIQUE (organization_id, idempotency_key));
+    CREATE TABLE IF NOT EXISTS bench_ceiling_rollup (
+        organization_id bigint NOT NULL, product_id varchar(100) NOT NULL,
+        day date NOT NULL, cost numeric(28, 12) NOT NULL, event_count integer NOT NULL,
+        PRIMARY KEY (organization_id, product_id, day));
+"""
 
 
 def say(message: str) -> None:
@@ -66,8 +89,9 @@ def environment() -> dict[str, str]:
     return env
 
 
-def prepare_database() -> tuple[str, str]:
-    """Creates and migrates the bench database if needed; returns (organisation key, slug)."""
+def prepare_database() -> dict:
+    """Creates and migrates the bench database if needed, then this run's organisations
+    and the ceiling's tables; returns the keys (``bench/fixtures.py``)."""
     import psycopg
 
     admin_url = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
@@ -84,24 +108,17 @@ def prepare_database() -> tuple[str, str]:
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
         cwd=ROOT, env=environment(), check=True,
     )  # fmt: skip
-    analyze()
-    script = """
-from decimal import Decimal
-from apps.customers.models import Organization, ApiKey
-from apps.customers import services
-from apps.pricing.demo import seed_catalog
-plans = seed_catalog()
-org, _ = Organization.objects.update_or_create(
-    slug="bench", defaults={"name": "Bench", "billing_email": "bench@example.com",
-                            "plan": plans["pro"], "time_zone": "UTC"})
-ApiKey.objects.filter(name="bench").update(revoked_at="2000-01-01T00:00:00Z")
-print(services.issue_api_key(name="bench", organization=org).raw_key)
-"""
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        conn.execute(CEILING_DDL)
+    say("creating this run's organisations (enforced, bare, a fleet of 50, the ceiling's)...")
     out = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", script],
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c",
+         f"from bench.fixtures import main; main({RUN!r})"],
         cwd=ROOT, env=environment(), check=True, capture_output=True, text=True,
     )  # fmt: skip
-    return out.stdout.strip().splitlines()[-1], "bench"
+    keys = json.loads(out.stdout.strip().splitlines()[-1])
+    analyze()
+    return keys
 
 
 def analyze() -> None:
@@ -128,7 +145,8 @@ def start_gunicorn(port: int, workers: int, threads: int) -> subprocess.Popen:
             str(ROOT / ".venv/bin/gunicorn"), "billing_portal.wsgi", "-b", f"{HOST}:{port}",
             "-w", str(workers), *worker_class, "--log-level", "warning",
         ],
-        cwd=ROOT, env=environment(), start_new_session=True,
+        cwd=ROOT, env={**environment(), "DJANGO_SETTINGS_MODULE": "bench.settings"},
+        start_new_session=True,
     )  # fmt: skip
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -144,24 +162,42 @@ def start_gunicorn(port: int, workers: int, threads: int) -> subprocess.Popen:
 
 
 class Client:
-    def __init__(self, port: int, key: str) -> None:
+    """One keep-alive connection; ``keys`` are used in turn (the fleet's 50)."""
+
+    def __init__(self, port: int, keys: list[str]) -> None:
         self.connection = http.client.HTTPConnection(HOST, port, timeout=30)
-        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        self.keys = keys
+        self.sent = 0
 
     def post(self, path: str, body: dict) -> int:
-        self.connection.request("POST", path, json.dumps(body), self.headers)
+        key = self.keys[self.sent % len(self.keys)]
+        self.sent += 1
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        self.connection.request("POST", path, json.dumps(body), headers)
         response = self.connection.getresponse()
         response.read()
         return response.status
 
 
-def event(n: int) -> dict:
+def bare_event(n: int) -> dict:
     return {
         "event_id": f"{RUN}-{n}",
         "product_id": "gpt-4o-mini",
         "user_id": f"user{n % 50}",
         "usage_details": {"input_tokens": 1200 + n % 97, "output_tokens": 300 + n % 31},
     }
+
+
+def enforced_event(n: int) -> dict:
+    """A token event (per-dimension price, an inclusion until it runs out), an agent run
+    (graduated) or a gateway request (package), in turn."""
+    kind = n % 3
+    if kind == 0:
+        return bare_event(n)
+    base = {"event_id": f"{RUN}-{n}", "user_id": f"user{n % 50}"}
+    if kind == 1:
+        return {**base, "product_id": "agent-run", "usage_amount": 1}
+    return {**base, "product_id": "gateway-request", "usage_amount": 1 + n % 5}
 
 
 RUN = uuid.uuid4().hex[:10]
@@ -174,7 +210,17 @@ def next_n() -> int:
         return next(counter)
 
 
-def paced_singles(port: int, key: str, rate: int, seconds: int) -> list[float]:
+@dataclass
+class Target:
+    """Whom a phase posts for and how: keys, the event maker, the single post's path."""
+
+    label: str
+    keys: list[str]
+    make: object = enforced_event
+    path: str = "/api/v1/usage/record"
+
+
+def paced_singles(port: int, target: Target, rate: int, seconds: int) -> list[float]:
     """Open loop: request i is due at start + i/rate; latency counts from when it was due."""
     total = rate * seconds
     due: queue.Queue = queue.Queue()
@@ -182,8 +228,8 @@ def paced_singles(port: int, key: str, rate: int, seconds: int) -> list[float]:
     errors = []
     lock = threading.Lock()
 
-    def worker():  # few threads: the generator's own contention must not add latency
-        client = Client(port, key)
+    def worker():  # enough threads to keep the schedule, few enough not to add latency
+        client = Client(port, target.keys)
         while True:
             item = due.get()
             if item is None:
@@ -192,14 +238,14 @@ def paced_singles(port: int, key: str, rate: int, seconds: int) -> list[float]:
             delay = scheduled - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            status = client.post("/api/v1/usage/record", event(next_n()))
+            status = client.post(target.path, target.make(next_n()))
             elapsed = time.perf_counter() - scheduled
             with lock:
                 latencies.append(elapsed)
                 if status != 201:
                     errors.append(status)
 
-    workers = [threading.Thread(target=worker, daemon=True) for _ in range(6)]
+    workers = [threading.Thread(target=worker, daemon=True) for _ in range(max(6, rate // 12))]
     for thread in workers:
         thread.start()
     start = time.perf_counter() + 0.2
@@ -209,13 +255,15 @@ def paced_singles(port: int, key: str, rate: int, seconds: int) -> list[float]:
         due.put(None)
     while any(thread.is_alive() for thread in workers):
         time.sleep(1)
-        say(f"  paced singles: {len(latencies)}/{total}")
+        say(f"  {target.label} paced at {rate}/s: {len(latencies)}/{total}")
     if errors:
         say(f"  non-201 answers: {len(errors)} (e.g. {errors[:3]})")
     return latencies
 
 
-def closed_loop(port: int, key: str, clients: int, seconds: float, batch: int) -> tuple[int, float]:
+def closed_loop(
+    port: int, target: Target, clients: int, seconds: float, batch: int
+) -> tuple[int, float]:
     accepted = 0
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
@@ -223,13 +271,13 @@ def closed_loop(port: int, key: str, clients: int, seconds: float, batch: int) -
 
     def worker():
         nonlocal accepted
-        client = Client(port, key)
+        client = Client(port, target.keys)
         while time.perf_counter() < stop:
             if batch == 1:
-                status = client.post("/api/v1/usage/record", event(next_n()))
+                status = client.post(target.path, target.make(next_n()))
                 count = 1 if status == 201 else 0
             else:
-                events = [event(next_n()) for _ in range(batch)]
+                events = [target.make(next_n()) for _ in range(batch)]
                 status = client.post("/api/v1/usage/batch", {"events": events})
                 count = batch if status == 200 else 0
             with lock:
@@ -242,7 +290,7 @@ def closed_loop(port: int, key: str, clients: int, seconds: float, batch: int) -
         thread.start()
     while any(thread.is_alive() for thread in threads):
         time.sleep(2)
-        say(f"  {'batches' if batch > 1 else 'singles'}: {accepted} events so far")
+        say(f"  {target.label} {'batches' if batch > 1 else 'singles'}: {accepted} events so far")
     bad = [s for s in statuses if s not in (200, 201)]
     if bad:
         say(f"  non-2xx answers: {len(bad)} (e.g. {bad[:3]})")
@@ -310,48 +358,89 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def latency(values: list[float]) -> str:
+    ms = [value * 1000 for value in values]
+    return (f"p50 {statistics.median(ms):6.1f} ms   p99 {percentile(ms, 0.99):6.1f} ms   "
+            f"max {max(ms):6.1f} ms   (n={len(ms)})")  # fmt: skip
+
+
+def profile(key: str) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c",
+         f"from bench.profile_ingest import main; main({key!r})"],
+        cwd=ROOT, env=environment(), check=True,
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rate", type=int, default=100, help="paced single posts per second")
     parser.add_argument("--seconds", type=int, default=15, help="length of each timed phase")
     parser.add_argument("--raw-rows", type=int, default=50_000, help="rows of the baseline")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=1, help="threads per worker (1: sync)")
+    parser.add_argument("--no-profile", action="store_true", help="skip the profiles")
     args = parser.parse_args()
+    seconds = args.seconds
 
-    key, _ = prepare_database()
+    keys = prepare_database()
+    enforced = Target("enforced", [keys["enforced"]])
+    bare = Target("bare", [keys["bare"]], make=bare_event)
+    fleet = Target("fleet of 50", keys["fleet"])
+    ceiling = Target("ceiling", [keys["ceiling"]], make=bare_event, path="/bench/ceiling")
     port = free_port()
     server = start_gunicorn(port, args.workers, args.threads)
+    figures = {}
     try:
         say("\n0. warm-up (every worker connects and loads its code; not measured)")
-        closed_loop(port, key, 8, 3, batch=1)
-        closed_loop(port, key, 2, 3, batch=1000)
+        for target in (enforced, bare, fleet, ceiling):
+            closed_loop(port, target, 8, 2, batch=1)
+        closed_loop(port, enforced, 2, 3, batch=1000)
         analyze()
-        say(f"\n1. single posts paced at {args.rate}/s for {args.seconds} s")
-        latencies = paced_singles(port, key, args.rate, args.seconds)
-        say(f"\n2. single posts, closed loop, 8 clients, {args.seconds} s")
-        singles, singles_time = closed_loop(port, key, 8, args.seconds, batch=1)
-        say(f"\n3. 1,000-event batches, closed loop, 2 clients, {args.seconds} s")
-        batched, batch_time = closed_loop(port, key, 2, args.seconds, batch=1000)
+        for rate in (100, 300):
+            say(f"\n1. enforced single posts paced at {rate}/s for {seconds} s")
+            figures[f"paced {rate}"] = paced_singles(port, enforced, rate, seconds)
+        for number, target in ((2, enforced), (3, bare)):
+            say(f"\n{number}. {target.label}: single posts, closed loop, 8 clients, {seconds} s")
+            figures[f"{target.label} singles"] = closed_loop(port, target, 8, seconds, 1)
+            say(f"   {target.label}: 1,000-event batches, closed loop, 2 clients, {seconds} s")
+            figures[f"{target.label} batches"] = closed_loop(port, target, 2, seconds, 1000)
+        say(f"\n4. the fleet: single posts over 50 organisations, 8 clients, {seconds} s")
+        figures["fleet singles"] = closed_loop(port, fleet, 8, seconds, 1)
+        say(f"\n5. the three-write ceiling, closed loop, 8 clients, {seconds} s")
+        figures["ceiling"] = closed_loop(port, ceiling, 8, seconds, 1)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-    say(f"\n4. raw baseline: {args.raw_rows:,} rows by multi-row INSERT and by COPY")
+    say(f"\n6. raw baseline: {args.raw_rows:,} rows by multi-row INSERT and by COPY")
     insert_rate, copy_rate = raw_baseline(args.raw_rows)
+    if not args.no_profile:
+        say("\n7. profiles (in-process, the enforced organisation)")
+        profile(keys["enforced"])
 
-    batch_rate = batched / batch_time
-    single_rate = singles / singles_time
-    ms = [value * 1000 for value in latencies]
-    say("\n=== results (this machine, same run) ===")
-    say(f"single posts at {args.rate}/s:   p50 {statistics.median(ms):6.1f} ms   "
-        f"p99 {percentile(ms, 0.99):6.1f} ms   max {max(ms):6.1f} ms   (n={len(ms)})")  # fmt: skip
-    say(f"single posts, closed loop:  {single_rate:8.0f} events/s")
-    say(f"batch ingestion (1,000):    {batch_rate:8.0f} events/s priced and stored")
-    say(f"raw multi-row INSERT:       {insert_rate:8.0f} rows/s")
-    say(f"raw COPY:                   {copy_rate:8.0f} rows/s")
-    say(f"batch / raw INSERT:         {batch_rate / insert_rate:8.1%}   (target >= 25%)")
-    say(f"batch / raw COPY:           {batch_rate / copy_rate:8.1%}")
-    say(f"single p99 at {args.rate}/s:       {percentile(ms, 0.99):8.1f} ms (target <= 25 ms)")
+    def rate(name: str) -> float:
+        count, elapsed = figures[name]
+        return count / elapsed
+
+    ceiling_rate = rate("ceiling")
+    kind = "sync" if args.threads == 1 else f"gthread x {args.threads}"
+    say(f"\n=== results (this machine, one run; gunicorn {args.workers} workers, {kind}) ===")
+    for paced in (100, 300):
+        say(f"enforced singles paced {paced}/s: {latency(figures[f'paced {paced}'])}")
+    rows = [
+        ("enforced singles (8 clients)", rate("enforced singles"), ceiling_rate, "ceiling", 0.70),
+        ("enforced batches (1,000)", rate("enforced batches"), insert_rate, "raw INSERT", 0.50),
+        ("bare singles (8 clients)", rate("bare singles"), ceiling_rate, "ceiling", None),
+        ("bare batches (1,000)", rate("bare batches"), insert_rate, "raw INSERT", None),
+        ("fleet of 50 singles", rate("fleet singles"), rate("enforced singles"),
+         "enforced singles", 1.0),
+    ]  # fmt: skip
+    for label, value, base, base_label, target in rows:
+        goal = f"   (target >= {target:.0%})" if target else ""
+        say(f"{label:30} {value:8.0f} events/s   = {value / base:6.1%} of {base_label}{goal}")
+    say(f"{'three-write ceiling':30} {ceiling_rate:8.0f} requests/s")
+    say(f"{'raw multi-row INSERT':30} {insert_rate:8.0f} rows/s")
+    say(f"{'raw COPY':30} {copy_rate:8.0f} rows/s")
+    say("p99 target at 100/s and 300/s: <= 25 ms")
 
 
 if __name__ == "__main__":
