@@ -4,6 +4,7 @@ from io import StringIO
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import CommandError, call_command
+from django.test import RequestFactory
 
 from apps.customers import demo, selectors, wallets
 from apps.customers.models import ApiKey, Membership, Organization
@@ -23,8 +24,10 @@ def test_seed_demo_creates_the_demo_organization_users_and_keys():
     organization = Organization.objects.get(slug="demo")
     customer = get_user_model().objects.get(username="customer")
     assert Membership.objects.get(user=customer, organization=organization).role == "owner"
-    assert authenticate(username="admin", password=demo.ADMIN_PASSWORD).is_staff
-    assert authenticate(username="customer", password=demo.CUSTOMER_PASSWORD) == customer
+    assert authenticate(RequestFactory().post("/"), username="admin",
+                        password=demo.ADMIN_PASSWORD).is_staff  # fmt: skip
+    assert authenticate(RequestFactory().post("/"), username="customer",
+                        password=demo.CUSTOMER_PASSWORD) == customer  # fmt: skip
     assert demo.ADMIN_PASSWORD in output and demo.CUSTOMER_PASSWORD in output
     for raw_key in (demo.DEMO_ORGANIZATION_KEY, demo.DEMO_SERVICE_KEY):
         assert raw_key in output
