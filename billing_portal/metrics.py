@@ -75,6 +75,10 @@ USAGE_EVENTS = Counter(
     "billing_usage_events", "Usage events received: accepted, duplicate or refused (with the "
     "refusal's code).", ["outcome", "reason"],
 )  # fmt: skip
+DECIDED_AGAIN = Counter(
+    "billing_ingestion_decided_again", "Usage posts decided again with every hot row locked "
+    "first: what was read without a lock moved, or an event would be refused.",
+)  # fmt: skip
 BUDGET_REFUSALS = Counter(
     "billing_budget_refusals", "Usage refused by a budget or quota, by code.", ["code"]
 )

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from django.db import connection
+
 from apps.budgets.errors import BudgetExceeded
 from apps.budgets.models import Budget, BudgetPeriod
 from apps.customers.models import Organization
@@ -36,11 +38,24 @@ class Reservations:
     periods: dict[tuple[int, datetime], BudgetPeriod] = field(default_factory=dict)
     changed: set[tuple[int, datetime]] = field(default_factory=set)
     crossed: set[int] = field(default_factory=set)  # budgets that passed a threshold
+    added: dict[tuple[int, datetime], Decimal] = field(default_factory=dict)
+    shift: dict[tuple[int, datetime], Decimal] = field(default_factory=dict)
 
     @classmethod
     def lock(cls, organization: Organization, instants: set[datetime]) -> Reservations:
         """Opens (if needed) and locks the periods of the organisation's active budgets
         that hold any of ``instants``."""
+        return cls._open(organization, instants, for_update=True)
+
+    @classmethod
+    def read(cls, organization: Organization, instants: set[datetime]) -> Reservations:
+        """The same periods, opened if needed but read without a lock: check and apply in
+        memory, then ``write_checked`` adds the costs under the locks and says whether
+        every hard limit still holds."""
+        return cls._open(organization, instants, for_update=False)
+
+    @classmethod
+    def _open(cls, organization, instants, *, for_update: bool) -> Reservations:
         budgets = list(Budget.objects.filter(organization=organization, is_active=True))
         reservations = cls(organization, budgets)
         if not budgets:
@@ -51,16 +66,25 @@ class Reservations:
             for instant in instants:
                 start, end = bounds(budget, instant, tz)
                 wanted[(budget.pk, start)] = end
-        BudgetPeriod.objects.bulk_create(
-            [BudgetPeriod(budget_id=b, starts_at=s, ends_at=e) for (b, s), e in wanted.items()],
-            ignore_conflicts=True,
-        )
-        for period in (
-            BudgetPeriod.objects.select_for_update()
-            .filter(budget__in=budgets, starts_at__in={start for _, start in wanted})
-            .order_by("budget_id", "starts_at")
-        ):
-            reservations.periods[(period.budget_id, period.starts_at)] = period
+        periods = BudgetPeriod.objects.filter(
+            budget__in=budgets, starts_at__in={start for _, start in wanted}
+        ).order_by("budget_id", "starts_at")
+        if for_update:
+            periods = periods.select_for_update()
+        found = {(period.budget_id, period.starts_at): period for period in periods}
+        missing = [key for key in wanted if key not in found]
+        if missing:
+            # Only what is missing: an insert that meets an existing period would wait for
+            # whoever holds that period's row.
+            BudgetPeriod.objects.bulk_create(
+                [
+                    BudgetPeriod(budget_id=b, starts_at=s, ends_at=wanted[(b, s)])
+                    for b, s in missing
+                ],
+                ignore_conflicts=True,
+            )
+            found = {(period.budget_id, period.starts_at): period for period in periods.all()}
+        reservations.periods.update(found)
         return reservations
 
     def covering(self, *, occurred_at, service_type, product_id, api_key_id):
@@ -84,7 +108,9 @@ class Reservations:
         for budget, period in touched:
             before = period.spent
             period.spent += cost
-            self.changed.add((budget.pk, period.starts_at))
+            key = (budget.pk, period.starts_at)
+            self.changed.add(key)
+            self.added[key] = self.added.get(key, Decimal(0)) + cost
             if budget.limit > 0 and any(
                 not budget.has_reached(t, before) and budget.has_reached(t, period.spent)
                 for t in budget.thresholds
@@ -94,6 +120,45 @@ class Reservations:
     def write(self) -> None:
         if self.changed:
             BudgetPeriod.objects.bulk_update([self.periods[key] for key in self.changed], ["spent"])
+
+    def write_checked(self) -> bool:
+        """Adds what was applied to periods read without a lock (``read``), in one UPDATE
+        that locks them in id order, and checks every hard limit against what the periods
+        then really hold. False if one would be passed: the caller rolls back (and decides
+        again under the locks). Thresholds crossed are those the real sums crossed."""
+        added = {self.periods[key].pk: (key, cost) for key, cost in self.added.items()}
+        if not added:
+            return True
+        ids = sorted(added)
+        cases = " ".join("WHEN %s THEN %s" for _ in ids)
+        params = [*ids]
+        for pk in ids:
+            params += [pk, added[pk][1]]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "WITH locked AS (SELECT id FROM budgets_budgetperiod WHERE id IN ("
+                + ", ".join(["%s"] * len(ids))
+                + ") ORDER BY id FOR UPDATE) UPDATE budgets_budgetperiod SET spent = spent +"
+                f" CASE id {cases} END WHERE id IN (SELECT id FROM locked) RETURNING id, spent",
+                params,
+            )
+            after = dict(cursor.fetchall())
+        budgets = {budget.pk: budget for budget in self.budgets}
+        self.crossed.clear()
+        for pk, (key, cost) in added.items():
+            budget, period = budgets[key[0]], self.periods[key]
+            spent = after[pk]
+            if budget.is_hard and cost > 0 and spent > budget.limit:
+                return False
+            before = spent - cost
+            self.shift[key] = spent - period.spent  # what others added meanwhile
+            period.spent = spent
+            if budget.limit > 0 and any(
+                not budget.has_reached(t, before) and budget.has_reached(t, spent)
+                for t in budget.thresholds
+            ):
+                self.crossed.add(budget.pk)
+        return True
 
 
 def exceeded_details(budget: Budget, period: BudgetPeriod, cost: Decimal) -> dict:

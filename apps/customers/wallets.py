@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -44,6 +44,14 @@ class InsufficientCredits(PortalError):
 # Grants are always locked in this order (Funds, refunds, expiry), so two transactions
 # that lock some of the same grants cannot deadlock.
 GRANT_LOCK_ORDER = (F("expires_at").asc(nulls_last=True), "id")
+
+
+def _usable_grants(organization: Organization, at: datetime):
+    return (
+        CreditGrant.objects.filter(organization=organization, remaining__gt=0)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=at))
+        .order_by(*GRANT_LOCK_ORDER)
+    )
 
 
 def locked_wallet(organization: Organization) -> Wallet:
@@ -266,13 +274,23 @@ class Funds:
     @classmethod
     def lock(cls, organization: Organization, *, at: datetime) -> Funds:
         # Lock order, always: credit grants (GRANT_LOCK_ORDER), then the wallet.
-        grants = list(
-            CreditGrant.objects.select_for_update()
-            .filter(organization=organization, remaining__gt=0)
-            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=at))
-            .order_by(*GRANT_LOCK_ORDER)
-        )
+        grants = list(_usable_grants(organization, at).select_for_update())
         return cls(organization, locked_wallet(organization), grants)
+
+    @classmethod
+    def read(cls, organization: Organization, *, at: datetime) -> Funds:
+        """The funds as they stand, without a lock: allocate in memory, then
+        ``write_checked`` takes the allocations only if the funds still hold them."""
+        grants = list(_usable_grants(organization, at))
+        wallet = Wallet.objects.filter(organization=organization).first()
+        if wallet is None:  # nothing to take from: an unsaved, empty wallet
+            wallet = Wallet(
+                organization=organization,
+                currency=organization.currency,
+                balance=ZERO,
+                overdraft_limit=ZERO,
+            )
+        return cls(organization, wallet, grants)
 
     @property
     def wallet_balance(self) -> Decimal:
@@ -323,6 +341,50 @@ class Funds:
                 actor=actor,
             )
         )
+        return True
+
+    def write_checked(self) -> bool:
+        """Takes what was allocated from funds read without a lock (``read``): each grant's
+        share and the wallet's in one conditional UPDATE each, under its row lock, in the
+        lock order (grants, then the wallet). False, having taken nothing that will stay,
+        if any of them no longer holds its share: the caller rolls the transaction back."""
+        taken: dict[int, Decimal] = {}
+        for entry in self.credit_entries:
+            taken[entry.grant.pk] = taken.get(entry.grant.pk, ZERO) - entry.amount
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            for grant in self.grants:  # (in GRANT_LOCK_ORDER)
+                if grant.pk not in taken:
+                    continue
+                cursor.execute(
+                    "UPDATE customers_creditgrant SET remaining = remaining - %s"
+                    " WHERE id = %s AND remaining >= %s RETURNING remaining",
+                    [taken[grant.pk], grant.pk, taken[grant.pk]],
+                )
+                row = cursor.fetchone()
+                if row is None:
+                    return False
+                grant.remaining = row[0]
+            if self.wallet_entries:
+                total = -sum((entry.amount for entry in self.wallet_entries), ZERO)
+                cursor.execute(
+                    "UPDATE customers_wallet SET balance = balance - %s, updated_at = %s"
+                    " WHERE id = %s AND balance - %s >= -overdraft_limit RETURNING balance",
+                    [total, now, self.wallet.pk, total],
+                )
+                row = cursor.fetchone()
+                if row is None:
+                    return False
+                # Each entry's balance as it really was after it.
+                balance = row[0] + total
+                for entry in self.wallet_entries:
+                    balance += entry.amount
+                    entry.balance_after = balance
+                self.wallet.balance = balance
+        if self.credit_entries:
+            CreditEntry.objects.bulk_create(self.credit_entries)
+        if self.wallet_entries:
+            WalletEntry.objects.bulk_create(self.wallet_entries)
         return True
 
     def write(self) -> None:

@@ -100,6 +100,7 @@ class Outcome:
     error: PortalError | None = None
     # The budgets the event counted against, as they stand after it: (budget, spent).
     budgets: list = field(default_factory=list)
+    budget_periods: list = field(default_factory=list, repr=False)
 
 
 def fingerprint(content: dict) -> str:
@@ -336,19 +337,19 @@ def _decimal(value) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value or 0))
 
 
-def _lock_counters(organization, wanted: dict) -> dict:
-    """Locks the counters in ``wanted`` (creating missing ones), in key order."""
+def _lock_counters(organization, wanted: dict, *, for_update: bool = True) -> dict:
+    """Locks the counters in ``wanted`` (creating missing ones), in key order; without
+    ``for_update`` only reads them."""
 
     def select():
+        counters = UsageCounter.objects.filter(
+            organization=organization,
+            key__in={key for key, _ in wanted},
+            period_start__in={start for _, start in wanted},
+        ).order_by("key", "period_start")
         return {
             (counter.key, counter.period_start): counter
-            for counter in UsageCounter.objects.select_for_update()
-            .filter(
-                organization=organization,
-                key__in={key for key, _ in wanted},
-                period_start__in={start for _, start in wanted},
-            )
-            .order_by("key", "period_start")
+            for counter in (counters.select_for_update() if for_update else counters)
         }
 
     counters = select()
@@ -372,8 +373,32 @@ class Outcomes(list):
     credit_balance: Decimal | None = None
 
 
+class _Stale(Exception):
+    """What was read without a lock no longer holds: roll back and decide under the locks."""
+
+
 def _price_pay_and_store(
     organization, candidates, api_key, actor, now
+) -> tuple[dict[int, Outcome], tuple[Decimal, Decimal]]:
+    """Prices, pays for and stores ``candidates``. On PostgreSQL it first reads what they
+    depend on without a lock, decides in memory, writes the events and only then takes the
+    hot rows (counters, budget periods, credit grants, wallet, the rollup), each in one
+    statement that checks what the decision relied on: the rows are held only for those
+    statements and the commit. If anything moved so that a decision could differ, or an
+    event would be refused, the transaction is rolled back and the batch decided again
+    with every hot row locked first."""
+    if connection.vendor == "postgresql":
+        try:
+            return _store(organization, candidates, api_key, actor, now, optimistic=True)
+        except _Stale:
+            from billing_portal import metrics
+
+            metrics.DECIDED_AGAIN.inc()
+    return _store(organization, candidates, api_key, actor, now, optimistic=False)
+
+
+def _store(
+    organization, candidates, api_key, actor, now, *, optimistic: bool
 ) -> tuple[dict[int, Outcome], tuple[Decimal, Decimal]]:
     # Counters are needed where the price depends on the position in the period (tiers,
     # allowances, packages) and for inclusions not yet used up; a used-up inclusion only
@@ -409,24 +434,31 @@ def _price_pay_and_store(
         )
 
         results: dict[int, Outcome] = {}
-        counters = _lock_counters(organization, wanted) if wanted else {}
+        counters = _lock_counters(organization, wanted, for_update=not optimistic) if wanted else {}
+        positions = {key: counter.quantity for key, counter in counters.items()}
         for identity, quantity in used_up.items():
             counters[identity] = UsageCounter(quantity=quantity)  # read-only stand-in
         reservations = None
         if has_budgets:
-            reservations = Reservations.lock(organization, {c.occurred_at for c in candidates})
-        funds = _LazyFunds(organization, now, enabled=funds_wanted)
+            instants = {c.occurred_at for c in candidates}
+            reservations = (Reservations.read if optimistic else Reservations.lock)(
+                organization, instants
+            )
+        funds = _LazyFunds(organization, now, enabled=funds_wanted, optimistic=optimistic)
         changed_counters: set[tuple[str, datetime]] = set()
 
-        events, records = [], []
+        events, records, priced = [], [], []
         for candidate in candidates:
             try:
-                record, touched = _price_and_pay(
+                record, touched, quote = _price_and_pay(
                     candidate, counters, changed_counters, funds, reservations, api_key, actor
                 )
             except PortalError as error:
+                if optimistic:
+                    raise _Stale from None  # a refusal is decided under the locks
                 results[candidate.index] = Outcome(Outcome.REJECTED, error=error)
                 continue
+            priced.append((candidate, quote))
             event = candidate.event
             events.append(
                 UsageEvent(
@@ -452,6 +484,7 @@ def _price_pay_and_store(
                 Outcome.ACCEPTED,
                 record=record,
                 budgets=[(budget, period.spent) for budget, period in touched],
+                budget_periods=[(budget, period.spent, period) for budget, period in touched],
             )
 
         if events:
@@ -468,12 +501,12 @@ def _price_pay_and_store(
                 )
                 for record in records
             ]
-            if len(events) == 1:  # with its rollup, in one statement
+            if len(events) == 1:  # with its rollup, in one statement (locks first)
                 bulk.insert_single_event(
                     events[0],
                     records[0],
                     billing_events[0],
-                    also=daily_usage_upsert(organization, records),
+                    also=None if optimistic else daily_usage_upsert(organization, records),
                 )
             else:
                 # Written in one global order (by key), whatever the caller's order: twin
@@ -493,20 +526,97 @@ def _price_pay_and_store(
                 for billing_event, record in zip(billing_events, records, strict=True):
                     billing_event.record = record
                 bulk.insert(BillingEvent, billing_events)
+                if not optimistic:
+                    bump_daily_usage(organization, records)
+            if optimistic:
+                # The hot rows, last and in the lock order, each checked.
+                if positions and not _write_counters_checked(counters, positions, priced):
+                    raise _Stale
+                if reservations is not None and not reservations.write_checked():
+                    raise _Stale
+                if not funds.write_checked():
+                    raise _Stale
                 bump_daily_usage(organization, records)
-            funds.write()
-            if reservations is not None:
-                reservations.write()
-                if reservations.crossed:
-                    crossed = sorted(reservations.crossed)
-                    transaction.on_commit(lambda: _sweep_soon(crossed))
-            if changed_counters:
-                UsageCounter.objects.bulk_update(
-                    [counters[key] for key in changed_counters], ["quantity"]
-                )
+                if reservations is not None:
+                    _report_real_spent(results, reservations)
+            else:
+                funds.write()
+                if reservations is not None:
+                    reservations.write()
+                if changed_counters:
+                    UsageCounter.objects.bulk_update(
+                        [counters[key] for key in changed_counters], ["quantity"]
+                    )
+            if reservations is not None and reservations.crossed:
+                crossed = sorted(reservations.crossed)
+                transaction.on_commit(lambda: _sweep_soon(crossed))
     if funds.locked:
         return results, (funds.wallet_balance, funds.credit_balance)
     return results, (balance, credits)
+
+
+def _write_counters_checked(counters: dict, positions: dict, priced: list) -> bool:
+    """Moves the counters read without a lock by what the events added, in one UPDATE
+    that locks them in key order. True if every event's price stands at the positions the
+    counters really held: they did not move, or (a single event) pricing it again there
+    gives the very same lines."""
+    keys = sorted(positions)
+    moved = {counters[key].pk: counters[key].quantity - positions[key] for key in keys}
+    ids = [counters[key].pk for key in keys]
+    cases = " ".join("WHEN %s THEN %s" for _ in ids)
+    params = [*ids]
+    for pk in ids:
+        params += [pk, moved[pk]]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH locked AS (SELECT id FROM usage_usagecounter WHERE id IN ("
+            + ", ".join(["%s"] * len(ids))
+            + ") ORDER BY key, period_start FOR UPDATE) UPDATE usage_usagecounter SET"
+            f" quantity = quantity + CASE id {cases} END WHERE id IN (SELECT id FROM locked)"
+            " RETURNING id, quantity",
+            params,
+        )
+        after = dict(cursor.fetchall())
+    real = {key: after[counters[key].pk] - moved[counters[key].pk] for key in keys}
+    if real == {key: positions[key] for key in keys}:
+        return True
+    if len(priced) != 1:
+        return False
+    candidate, quote = priced[0]
+    at = {key: real.get(key, counters[key].quantity) for key in counters}
+    again = pricing.quote_with_sheet(
+        sheet=candidate.sheet,
+        quantities=candidate.quantities,
+        at=candidate.occurred_at,
+        period_to_date={
+            dimension: at[(key, start)]
+            for dimension, (key, start, _) in candidate.price_keys.items()
+        },
+        included_used=at[candidate.inclusion_key[:2]] if candidate.inclusion_key else ZERO,
+    )
+    return _lines(again) == _lines(quote)
+
+
+def _lines(quote) -> tuple:
+    return (
+        quote.total,
+        quote.unit_price,
+        quote.quantity,
+        quote.breakdown.included_quantity,
+        [(line.dimension, line.quantity, line.included_quantity, line.free_quantity,
+          line.billable_quantity, line.unit_price, line.amount, line.pricing_model)
+         for line in quote.breakdown.lines],
+    )  # fmt: skip
+
+
+def _report_real_spent(results: dict, reservations: Reservations) -> None:
+    """Each accepted event's budgets as they really stood after it (others may have added
+    to a period between the read and the lock)."""
+    for outcome in results.values():
+        outcome.budgets = [
+            (budget, spent + reservations.shift.get((budget.pk, period.starts_at), ZERO))
+            for budget, spent, period in outcome.budget_periods
+        ]
 
 
 def _sweep_soon(budget_ids: list[int]) -> None:
@@ -524,8 +634,9 @@ class _LazyFunds:
     """The organisation's funds, locked the first time an event has something to pay and
     only if there is anything to take from (or a method that insists)."""
 
-    def __init__(self, organization, at, *, enabled: bool) -> None:
+    def __init__(self, organization, at, *, enabled: bool, optimistic: bool = False) -> None:
         self.organization, self.at, self.enabled = organization, at, enabled
+        self.optimistic = optimistic
         self._funds: Funds | None = None
 
     @property
@@ -534,7 +645,8 @@ class _LazyFunds:
 
     def _get(self) -> Funds | None:
         if self._funds is None and self.enabled:
-            self._funds = Funds.lock(self.organization, at=self.at)
+            read = Funds.read if self.optimistic else Funds.lock
+            self._funds = read(self.organization, at=self.at)
         return self._funds
 
     def take_credits(self, amount, **kwargs) -> bool:
@@ -558,6 +670,9 @@ class _LazyFunds:
     def write(self) -> None:
         if self._funds is not None:
             self._funds.write()
+
+    def write_checked(self) -> bool:
+        return self._funds is None or self._funds.write_checked()
 
 
 def _price_and_pay(
@@ -630,7 +745,7 @@ def _price_and_pay(
         ],
         occurred_at=candidate.occurred_at,
     )
-    return record, touched
+    return record, touched, quote
 
 
 def _pay(total: Decimal, requested: str | None, funds: Funds, billing_id: str, actor) -> str:
