@@ -1,7 +1,8 @@
 """Errors of the usage domain, each with its stable code."""
 
+from apps.budgets.errors import BudgetExceeded
 from apps.customers.wallets import InsufficientCredits, InsufficientWalletBalance
-from apps.pricing.errors import InvalidUsage
+from apps.pricing.errors import InvalidUsage, PriceNotConfigured, ProductNotFound
 from billing_portal.errors import PortalError
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "InvalidStatusTransition",
     "MeterNotFound",
     "NotIncludedInSubscription",
+    "RECORDING_ERRORS",
     "UnknownEventType",
 ]
 
@@ -109,3 +111,20 @@ class MeterNotFound(PortalError):
     code = "meter_not_found"
     status_code = 404
     message = "No such meter."
+
+
+# What recording one event may be refused with (``api/parsing``, ``ingestion``), for the
+# views that record to name among their ``error_types``.
+RECORDING_ERRORS = (
+    EventTooOld,
+    EventInFuture,
+    InvalidIdempotencyKey,
+    ProductNotFound,
+    PriceNotConfigured,
+    IdempotencyConflict,
+    BudgetExceeded,
+    NotIncludedInSubscription,
+    InsufficientCredits,
+    InsufficientWalletBalance,
+    SubscriptionPastDue,
+)

@@ -15,11 +15,17 @@ from rest_framework.views import APIView
 from apps.budgets import selectors, services
 from apps.budgets.models import Budget
 from apps.customers.api.permissions import HasApiKeyScope
-from apps.customers.api.tenancy import organization_for_request
+from apps.customers.api.tenancy import (
+    ORGANIZATION_ERRORS,
+    READ_ORGANIZATION_ERRORS,
+    organization_for_request,
+)
+from apps.customers.api.views import ORGANIZATION_ID_PARAMETER
 from apps.customers.models import ApiKey
 from apps.pricing import selectors as pricing
 from apps.pricing.api.fields import DimensionQuantitiesField, QuantityField
 from apps.pricing.cost_engine import format_amount
+from apps.pricing.errors import PriceNotConfigured, ProductNotFound
 from apps.pricing.models import Product, ServiceType
 
 
@@ -124,11 +130,13 @@ class BudgetSerializer(serializers.ModelSerializer):
         return attrs
 
 
+@extend_schema(parameters=[ORGANIZATION_ID_PARAMETER])
 class BudgetViewSet(viewsets.ModelViewSet):
     """Budgets of the caller's organisation, each with its current period."""
 
     serializer_class = BudgetSerializer
     permission_classes = [HasApiKeyScope]
+    error_types = (*ORGANIZATION_ERRORS, services.BudgetBusy)
 
     @property
     def required_scope(self):
@@ -178,6 +186,7 @@ class BudgetCheckApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = (*ORGANIZATION_ERRORS, ProductNotFound, PriceNotConfigured)
 
     class OutputSerializer(serializers.Serializer):
         class CheckSerializer(BudgetStandingSerializer):
@@ -237,12 +246,17 @@ class ViolationsApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = READ_ORGANIZATION_ERRORS
 
     class OutputSerializer(serializers.Serializer):
         violations = BudgetStandingSerializer(many=True)
         warnings = BudgetStandingSerializer(many=True)
 
-    @extend_schema(operation_id="budgets_violations", responses=OutputSerializer)
+    @extend_schema(
+        operation_id="budgets_violations",
+        parameters=[ORGANIZATION_ID_PARAMETER],
+        responses=OutputSerializer,
+    )
     def get(self, request: Request) -> Response:
         organization = organization_for_request(request, allow_suspended=True)
         violations, warnings = selectors.violations_and_warnings(organization, at=timezone.now())

@@ -20,6 +20,14 @@ from apps.customers.errors import (
 )
 from apps.customers.models import ApiKey, Organization
 
+# What the functions below raise, for the views that call them to name among their
+# ``error_types`` (the error answers the schema documents): organization_for_request,
+# the same with ``allow_suspended``, optional_organization, organization_for_subject.
+ORGANIZATION_ERRORS = (OrganizationRequired, OrganizationNotFound, OrganizationSuspended)
+READ_ORGANIZATION_ERRORS = (OrganizationRequired, OrganizationNotFound)
+OPTIONAL_ORGANIZATION_ERRORS = (OrganizationNotFound,)
+SUBJECT_ERRORS = (UnknownSubject, OrganizationSuspended)
+
 
 def requested_organization_id(request: Request) -> str | None:
     value = request.query_params.get("organization_id")

@@ -5,7 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.customers.api.permissions import HasApiKeyScope
-from apps.customers.api.tenancy import organization_for_request
+from apps.customers.api.tenancy import READ_ORGANIZATION_ERRORS, organization_for_request
 from apps.customers.models import ApiKey
 
 ORGANIZATION_ID_PARAMETER = OpenApiParameter(
@@ -21,6 +21,7 @@ class OrganizationDetailApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = READ_ORGANIZATION_ERRORS
 
     class OutputSerializer(serializers.Serializer):
         organization_id = serializers.CharField(source="slug")

@@ -11,7 +11,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.customers.api.permissions import HasApiKeyScope
-from apps.customers.api.tenancy import organization_for_request
+from apps.customers.api.tenancy import (
+    ORGANIZATION_ERRORS,
+    READ_ORGANIZATION_ERRORS,
+    organization_for_request,
+)
 from apps.customers.api.views import ORGANIZATION_ID_PARAMETER
 from apps.customers.models import ApiKey
 from apps.customers.wallets import billing_methods_for
@@ -29,6 +33,7 @@ from apps.pricing.api.presenters import (
     present_product,
 )
 from apps.pricing.cost_engine import format_amount, format_quantity
+from apps.pricing.errors import PriceNotConfigured, ProductNotFound
 from apps.pricing.models import Product
 
 
@@ -59,6 +64,7 @@ class CalculateApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = (*ORGANIZATION_ERRORS, ProductNotFound, PriceNotConfigured)
 
     class InputSerializer(serializers.Serializer):
         organization_id = serializers.CharField(required=False, max_length=64)
@@ -136,6 +142,7 @@ class EstimateApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = (*ORGANIZATION_ERRORS, ProductNotFound, PriceNotConfigured)
 
     class InputSerializer(serializers.Serializer):
         organization_id = serializers.CharField(required=False, max_length=64)
@@ -192,6 +199,7 @@ class ProductListApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = READ_ORGANIZATION_ERRORS
 
     class OutputSerializer(serializers.Serializer):
         plan = serializers.CharField(allow_null=True)
@@ -220,6 +228,7 @@ class ProductListApi(APIView):
 class ProductDetailApi(APIView):
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = (*READ_ORGANIZATION_ERRORS, ProductNotFound)
 
     @extend_schema(
         operation_id="pricing_products_retrieve",

@@ -15,15 +15,30 @@ from rest_framework.views import APIView
 
 from apps.customers import wallets
 from apps.customers.api.permissions import HasApiKeyScope
-from apps.customers.api.tenancy import optional_organization, organization_for_request
+from apps.customers.api.tenancy import (
+    OPTIONAL_ORGANIZATION_ERRORS,
+    ORGANIZATION_ERRORS,
+    READ_ORGANIZATION_ERRORS,
+    optional_organization,
+    organization_for_request,
+)
+from apps.customers.api.views import ORGANIZATION_ID_PARAMETER
 from apps.customers.models import ApiKey
 from apps.pricing import selectors as pricing
 from apps.pricing.api.fields import CalendarDateField, QuantityField
 from apps.pricing.cost_engine import format_amount, format_quantity
+from apps.pricing.errors import ProductNotFound
 from apps.pricing.models import BillingMethod
 from apps.usage import selectors, services
 from apps.usage.api.presenters import BillingRecordSerializer, present_balances, present_record
 from apps.usage.api.views import actor_of
+from apps.usage.errors import (
+    BillingRecordNotFound,
+    InsufficientCredits,
+    InsufficientWalletBalance,
+    InvalidStatusTransition,
+    NotIncludedInSubscription,
+)
 from apps.usage.models import BillingStatus
 
 
@@ -63,6 +78,7 @@ class UserRecordsApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = OPTIONAL_ORGANIZATION_ERRORS
 
     class InputSerializer(serializers.Serializer):
         organization_id = serializers.CharField(required=False)
@@ -115,6 +131,7 @@ class RecordListApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = OPTIONAL_ORGANIZATION_ERRORS
 
     class InputSerializer(RangeSerializer):
         status = serializers.ChoiceField(choices=BillingStatus.choices, required=False)
@@ -152,6 +169,14 @@ class ProcessBillingApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_WRITE
+    error_types = (
+        *OPTIONAL_ORGANIZATION_ERRORS,
+        BillingRecordNotFound,
+        InvalidStatusTransition,
+        InsufficientWalletBalance,
+        InsufficientCredits,
+        NotIncludedInSubscription,
+    )
 
     class InputSerializer(serializers.Serializer):
         organization_id = serializers.CharField(required=False)
@@ -181,6 +206,7 @@ class RefundBillingApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_WRITE
+    error_types = (*OPTIONAL_ORGANIZATION_ERRORS, BillingRecordNotFound, InvalidStatusTransition)
 
     class InputSerializer(serializers.Serializer):
         organization_id = serializers.CharField(required=False)
@@ -208,6 +234,7 @@ class StatsApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = OPTIONAL_ORGANIZATION_ERRORS
 
     class OutputSerializer(serializers.Serializer):
         total_billing_records = serializers.IntegerField()
@@ -266,6 +293,7 @@ class AggregationsApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = OPTIONAL_ORGANIZATION_ERRORS
 
     class InputSerializer(RangeSerializer):
         user_id = serializers.CharField(required=False)
@@ -326,6 +354,7 @@ class TrendsApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = OPTIONAL_ORGANIZATION_ERRORS
 
     class InputSerializer(serializers.Serializer):
         organization_id = serializers.CharField(required=False)
@@ -372,6 +401,7 @@ class TopConsumersApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = OPTIONAL_ORGANIZATION_ERRORS
 
     class InputSerializer(RangeSerializer):
         limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
@@ -407,6 +437,7 @@ class WalletApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = READ_ORGANIZATION_ERRORS
 
     class OutputSerializer(serializers.Serializer):
         class GrantSerializer(serializers.Serializer):
@@ -422,7 +453,11 @@ class WalletApi(APIView):
         credit_balance = serializers.CharField()
         credit_grants = GrantSerializer(many=True)
 
-    @extend_schema(operation_id="wallet_retrieve", responses=OutputSerializer)
+    @extend_schema(
+        operation_id="wallet_retrieve",
+        parameters=[ORGANIZATION_ID_PARAMETER],
+        responses=OutputSerializer,
+    )
     def get(self, request: Request) -> Response:
         organization = organization_for_request(request, allow_suspended=True)
         now = timezone.now()
@@ -456,6 +491,7 @@ class QuotaCheckApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = (*ORGANIZATION_ERRORS, ProductNotFound)
 
     class InputSerializer(serializers.Serializer):
         organization_id = serializers.CharField(required=False)

@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.customers.api.permissions import HasApiKeyScope
-from apps.customers.api.tenancy import organization_for_subject
+from apps.customers.api.tenancy import SUBJECT_ERRORS, organization_for_subject
 from apps.customers.errors import OrganizationNotFound, UnknownSubject
 from apps.customers.models import ApiKey
 from apps.pricing.cost_engine import format_amount, format_quantity
@@ -32,7 +32,14 @@ from apps.usage import meters as meter_reads
 from apps.usage.api.cloudevents import CloudEventResult, record_cloud_events
 from apps.usage.api.parsing import parse_instant
 from apps.usage.api.views import MAX_BATCH, actor_of
-from apps.usage.errors import BatchTooLarge, InvalidEvent, MeterNotFound
+from apps.usage.errors import (
+    RECORDING_ERRORS,
+    BatchTooLarge,
+    InvalidEvent,
+    InvalidMeterData,
+    MeterNotFound,
+    UnknownEventType,
+)
 from apps.usage.ingestion import Outcome
 from apps.usage.throttling import ApiKeyRateThrottle
 from billing_portal.errors import error_payload
@@ -42,6 +49,7 @@ from billing_portal.parsers import (
     DecimalJSONParser,
 )
 from billing_portal.renderers import ExactJSONRenderer
+from billing_portal.schema import ErrorSerializer
 
 ZERO = Decimal(0)
 BATCH_MEDIA_TYPE = CloudEventBatchJSONParser.media_type
@@ -77,6 +85,14 @@ class EventsApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.USAGE_WRITE
+    error_types = (
+        BatchTooLarge,
+        InvalidEvent,
+        InvalidMeterData,
+        UnknownEventType,
+        *SUBJECT_ERRORS,
+        *RECORDING_ERRORS,
+    )
     throttle_classes = [ApiKeyRateThrottle]
     checks_text_per_event = True
     parser_classes = [DecimalJSONParser, CloudEventJSONParser, CloudEventBatchJSONParser]
@@ -96,9 +112,7 @@ class EventsApi(APIView):
                     ),
                     "billing_id": serializers.CharField(required=False),
                     "total_cost": serializers.CharField(required=False),
-                    "error": serializers.DictField(
-                        required=False, help_text="{code, message, details}"
-                    ),
+                    "error": ErrorSerializer.BodySerializer(required=False),
                 },
             )
         )
@@ -238,6 +252,7 @@ class MeterQueryApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = (MeterNotFound, OrganizationNotFound)
     renderer_classes = [ExactJSONRenderer]
     throttle_classes = [ApiKeyRateThrottle]
 

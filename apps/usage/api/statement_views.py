@@ -11,7 +11,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.customers.api.permissions import HasApiKeyScope
-from apps.customers.api.tenancy import organization_for_request
+from apps.customers.api.tenancy import READ_ORGANIZATION_ERRORS, organization_for_request
+from apps.customers.api.views import ORGANIZATION_ID_PARAMETER
 from apps.customers.models import ApiKey
 from apps.pricing.cost_engine import format_amount, format_quantity
 from apps.usage.models import Statement
@@ -115,10 +116,12 @@ class StatementListApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = READ_ORGANIZATION_ERRORS
 
     @extend_schema(
         operation_id="billing_statements_list",
         parameters=[
+            ORGANIZATION_ID_PARAMETER,
             OpenApiParameter("cursor", str, description="The page after (or before) another."),
             OpenApiParameter("limit", int, description="Statements a page (24; at most 100)."),
         ],
@@ -146,8 +149,13 @@ class StatementDetailApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.BILLING_READ
+    error_types = READ_ORGANIZATION_ERRORS
 
-    @extend_schema(operation_id="billing_statements_detail", responses=StatementDetailSerializer)
+    @extend_schema(
+        operation_id="billing_statements_detail",
+        parameters=[ORGANIZATION_ID_PARAMETER],
+        responses=StatementDetailSerializer,
+    )
     def get(self, request: Request, statement_id: int) -> Response:
         organization = organization_for_request(request, allow_suspended=True)
         statement = get_object_or_404(

@@ -13,17 +13,18 @@ from rest_framework.views import APIView
 
 from apps.customers import wallets
 from apps.customers.api.permissions import HasApiKeyScope
-from apps.customers.api.tenancy import organization_for_request
+from apps.customers.api.tenancy import ORGANIZATION_ERRORS, organization_for_request
 from apps.customers.models import ApiKey
 from apps.pricing.cost_engine import format_amount
 from apps.pricing.errors import InvalidUsage
 from apps.usage.api.parsing import parse_event
 from apps.usage.api.presenters import BillingRecordSerializer, present_balances, present_record
-from apps.usage.errors import BatchTooLarge
+from apps.usage.errors import RECORDING_ERRORS, BatchTooLarge
 from apps.usage.ingestion import Outcome, ingest
 from apps.usage.throttling import ApiKeyRateThrottle
 from billing_portal import text
 from billing_portal.errors import PortalError, error_payload
+from billing_portal.schema import ErrorSerializer
 
 MAX_BATCH = 1000
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -60,6 +61,7 @@ class UsageRecordApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.USAGE_WRITE
+    error_types = (*ORGANIZATION_ERRORS, *RECORDING_ERRORS)
     throttle_classes = [ApiKeyRateThrottle]
 
     class OutputSerializer(BillingRecordSerializer):
@@ -126,6 +128,7 @@ class UsageBatchApi(APIView):
 
     permission_classes = [HasApiKeyScope]
     required_scope = ApiKey.Scope.USAGE_WRITE
+    error_types = (BatchTooLarge,)
     throttle_classes = [ApiKeyRateThrottle]
     checks_text_per_event = True
 
@@ -148,7 +151,7 @@ class UsageBatchApi(APIView):
                     "total_cost": serializers.CharField(required=False),
                     "billing_method": serializers.CharField(required=False),
                     "billing_status": serializers.CharField(required=False),
-                    "error": serializers.DictField(required=False),
+                    "error": ErrorSerializer.BodySerializer(required=False),
                 },
             )
         )
