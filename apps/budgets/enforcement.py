@@ -87,6 +87,63 @@ class Reservations:
         reservations.periods.update(found)
         return reservations
 
+    @staticmethod
+    def candidate_starts(organization: Organization, instants: set[datetime]) -> list[datetime]:
+        """Every period start a budget of any kind could have at ``instants``."""
+        tz = organization.tz
+        starts = {TOTAL_START}
+        for instant in instants:
+            for kind in PERIODS.values():
+                starts.add(period_bounds(instant, kind, tz)[0])
+        return sorted(starts)
+
+    @staticmethod
+    def snapshot_sql(organization_id: int, starts: list[datetime]) -> tuple[str, list]:
+        """Two columns of one SELECT: the active budgets and those of their periods that
+        start at one of ``starts`` (by index), read without a lock (see ``from_snapshot``)."""
+        sql = (
+            "(SELECT json_agg(json_build_array(b.id, b.name, b.scope, b.service_type_id,"
+            " b.product_id, b.api_key_id, b.period, b.limit::text, b.currency, b.is_hard,"
+            " b.thresholds) ORDER BY b.id) FROM budgets_budget b"
+            " WHERE b.organization_id = %s AND b.is_active),"
+            " (SELECT json_agg(json_build_array(p.id, p.budget_id,"
+            " array_position(%s::timestamptz[], p.starts_at), p.spent::text))"
+            " FROM budgets_budgetperiod p JOIN budgets_budget b ON b.id = p.budget_id"
+            " WHERE b.organization_id = %s AND b.is_active AND p.starts_at = ANY(%s))"
+        )
+        return sql, [organization_id, starts, organization_id, starts]
+
+    @classmethod
+    def from_snapshot(
+        cls, organization, instants, starts, budget_rows, period_rows
+    ) -> Reservations | None:
+        """The reservations ``read`` would give, from ``snapshot_sql``'s columns; None if a
+        period the events need does not exist yet (``read`` opens it)."""
+        budgets = [
+            Budget(id=id, organization=organization, name=name, scope=scope,
+                   service_type_id=service_type, product_id=product, api_key_id=api_key,
+                   period=period, limit=Decimal(limit), currency=currency, is_hard=is_hard,
+                   thresholds=thresholds, is_active=True)
+            for id, name, scope, service_type, product, api_key, period, limit, currency,
+            is_hard, thresholds in budget_rows or ()
+        ]  # fmt: skip
+        reservations = cls(organization, budgets)
+        found = {
+            (budget_id, starts[index - 1]): (id, Decimal(spent))
+            for id, budget_id, index, spent in period_rows or ()
+        }
+        tz = organization.tz
+        for budget in budgets:
+            for instant in instants:
+                start, end = bounds(budget, instant, tz)
+                if (budget.pk, start) not in found:
+                    return None
+                id, spent = found[(budget.pk, start)]
+                reservations.periods[(budget.pk, start)] = BudgetPeriod(
+                    id=id, budget=budget, starts_at=start, ends_at=end, spent=spent
+                )
+        return reservations
+
     def covering(self, *, occurred_at, service_type, product_id, api_key_id):
         tz = self.organization.tz
         for budget in self.budgets:

@@ -343,6 +343,38 @@ class Funds:
         )
         return True
 
+    @staticmethod
+    def snapshot_sql(organization_id: int, at: datetime) -> tuple[str, list]:
+        """Two columns of one SELECT: the wallet and the usable grants (in the lock order),
+        read without a lock (see ``from_snapshot``)."""
+        sql = (
+            "(SELECT json_build_array(w.id, w.balance::text, w.overdraft_limit::text,"
+            " w.currency) FROM customers_wallet w WHERE w.organization_id = %s),"
+            " (SELECT json_agg(json_build_array(g.id, g.remaining::text, g.currency)"
+            " ORDER BY g.expires_at ASC NULLS LAST, g.id) FROM customers_creditgrant g"
+            " WHERE g.organization_id = %s AND g.remaining > 0"
+            " AND (g.expires_at IS NULL OR g.expires_at > %s))"
+        )
+        return sql, [organization_id, organization_id, at]
+
+    @classmethod
+    def from_snapshot(cls, organization: Organization, wallet_row, grant_rows) -> Funds:
+        """The funds ``read`` would give, from ``snapshot_sql``'s columns."""
+        if wallet_row is None:
+            wallet = Wallet(organization=organization, currency=organization.currency,
+                            balance=ZERO, overdraft_limit=ZERO)  # fmt: skip
+        else:
+            id, balance, overdraft, currency = wallet_row
+            wallet = Wallet(id=id, organization=organization, balance=Decimal(balance),
+                            overdraft_limit=Decimal(overdraft), currency=currency)  # fmt: skip
+        grants = [
+            CreditGrant(
+                id=id, organization=organization, remaining=Decimal(remaining), currency=currency
+            )  # fmt: skip
+            for id, remaining, currency in grant_rows or ()
+        ]
+        return cls(organization, wallet, grants)
+
     def write_checked(self) -> bool:
         """Takes what was allocated from funds read without a lock (``read``): each grant's
         share and the wallet's in one conditional UPDATE each, under its row lock, in the

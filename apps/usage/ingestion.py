@@ -298,11 +298,14 @@ def _prepare(organization, plan, index, event: EventInput, now, products, sheets
     )
 
 
-def _standing(organization: Organization, at: datetime, counter_keys: list) -> tuple:
+def _standing(
+    organization: Organization, at: datetime, counter_keys: list, also: tuple = ("", [])
+) -> tuple:
     """(wallet balance, overdraft limit, usable credits, has active budgets, the quantity of
-    each counter in ``counter_keys`` or None), read without row locks, in one round trip:
-    only to know what is worth locking. Money is only ever taken, budgets only ever
-    checked, and counters only ever moved under the lock."""
+    each counter in ``counter_keys`` or None, the values of the ``also`` columns), read
+    without row locks, in one round trip: to know what is worth locking, or (``also``:
+    ``_snapshot``) everything a decision without the locks starts from. Money is only ever
+    taken, budgets only ever checked, and counters only ever moved under the locks."""
     org = organization.pk
     counters = "".join(
         ", (SELECT quantity FROM usage_usagecounter"
@@ -312,6 +315,7 @@ def _standing(organization: Organization, at: datetime, counter_keys: list) -> t
     params = [org, org, org, at, org]
     for key, start in counter_keys:
         params += [org, key, start]
+    also_sql, also_params = also
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT (SELECT balance FROM customers_wallet WHERE organization_id = %s),"
@@ -319,17 +323,65 @@ def _standing(organization: Organization, at: datetime, counter_keys: list) -> t
             " (SELECT SUM(remaining) FROM customers_creditgrant WHERE organization_id = %s"
             " AND remaining > 0 AND (expires_at IS NULL OR expires_at > %s)),"
             " EXISTS (SELECT 1 FROM budgets_budget WHERE organization_id = %s AND is_active)"
-            + counters,
-            params,
+            + counters
+            + (", " + also_sql if also_sql else ""),
+            params + also_params,
         )
-        balance, overdraft, credits, has_budgets, *quantities = cursor.fetchone()
+        balance, overdraft, credits, has_budgets, *rest = cursor.fetchone()
+    quantities, extra = rest[: len(counter_keys)], rest[len(counter_keys) :]
     return (
         _decimal(balance),
         _decimal(overdraft),
         _decimal(credits),
         bool(has_budgets),
         [None if q is None else _decimal(q) for q in quantities],
+        extra,
     )
+
+
+@dataclass
+class _Snapshot:
+    """What a decision without the locks starts from, read in the standing's round trip
+    (PostgreSQL): the counters, the budgets and their periods, the funds."""
+
+    counters: list
+    budgets: list
+    periods: list
+    wallet: list | None
+    grants: list
+    starts: list[datetime]
+    counter_starts: list[datetime]
+
+
+def _snapshot_sql(organization, at, wanted, instants) -> tuple[tuple[str, list], list, list]:
+    org = organization.pk
+    counter_starts = sorted({start for _, start in wanted})
+    counters_sql = (
+        "(SELECT json_agg(json_build_array(c.id, c.key,"
+        " array_position(%s::timestamptz[], c.period_start), c.quantity::text))"
+        " FROM usage_usagecounter c WHERE c.organization_id = %s AND c.key = ANY(%s)"
+        " AND c.period_start = ANY(%s))"
+    )
+    params = [counter_starts, org, sorted({key for key, _ in wanted}), counter_starts]
+    starts = Reservations.candidate_starts(organization, instants)
+    budgets_sql, budgets_params = Reservations.snapshot_sql(org, starts)
+    funds_sql, funds_params = Funds.snapshot_sql(org, at)
+    sql = f"{counters_sql}, {budgets_sql}, {funds_sql}"
+    return (sql, params + budgets_params + funds_params), starts, counter_starts
+
+
+def _counters_from_snapshot(organization, wanted, rows, counter_starts) -> dict | None:
+    """The counters ``_lock_counters(for_update=False)`` would give; None if one is
+    missing (that creates it)."""
+    counters = {}
+    for id, key, index, quantity in rows or ():
+        start = counter_starts[index - 1]
+        if (key, start) in wanted:
+            counters[(key, start)] = UsageCounter(
+                id=id, organization=organization, key=key, period_start=start,
+                period_end=wanted[(key, start)][2], quantity=Decimal(quantity),
+            )  # fmt: skip
+    return counters if len(counters) == len(wanted) else None
 
 
 def _decimal(value) -> Decimal:
@@ -418,7 +470,13 @@ def _store(
         # The period lock first: what the close reads is stamped once it is held, and a
         # budget opened meanwhile is seen by the queries after it.
         stamp = period_lock.stamp(organization.pk)
-        balance, overdraft, credits, has_budgets, used = _standing(organization, now, identities)
+        instants = {c.occurred_at for c in candidates}
+        also, starts, counter_starts = ("", []), [], []
+        if optimistic:
+            also, starts, counter_starts = _snapshot_sql(organization, now, wanted, instants)
+        balance, overdraft, credits, has_budgets, used, extra = _standing(
+            organization, now, identities, also
+        )
         for identity, quantity in zip(identities, used, strict=True):
             if quantity is not None and quantity >= inclusion_keys[identity]:
                 used_up[identity] = quantity
@@ -434,17 +492,29 @@ def _store(
         )
 
         results: dict[int, Outcome] = {}
-        counters = _lock_counters(organization, wanted, for_update=not optimistic) if wanted else {}
+        counters, reservations, funds_read = {}, None, None
+        if optimistic:
+            counter_rows, budget_rows, period_rows, wallet_row, grant_rows = extra
+            if wanted:
+                counters = _counters_from_snapshot(
+                    organization, wanted, counter_rows, counter_starts
+                )
+                if counters is None:
+                    counters = _lock_counters(organization, wanted, for_update=False)
+            if has_budgets:
+                reservations = Reservations.from_snapshot(
+                    organization, instants, starts, budget_rows, period_rows
+                ) or Reservations.read(organization, instants)
+            funds_read = Funds.from_snapshot(organization, wallet_row, grant_rows)
+        else:
+            counters = _lock_counters(organization, wanted) if wanted else {}
+            if has_budgets:
+                reservations = Reservations.lock(organization, instants)
         positions = {key: counter.quantity for key, counter in counters.items()}
         for identity, quantity in used_up.items():
             counters[identity] = UsageCounter(quantity=quantity)  # read-only stand-in
-        reservations = None
-        if has_budgets:
-            instants = {c.occurred_at for c in candidates}
-            reservations = (Reservations.read if optimistic else Reservations.lock)(
-                organization, instants
-            )
-        funds = _LazyFunds(organization, now, enabled=funds_wanted, optimistic=optimistic)
+        funds = _LazyFunds(organization, now, enabled=funds_wanted, optimistic=optimistic,
+                           read=funds_read)  # fmt: skip
         changed_counters: set[tuple[str, datetime]] = set()
 
         events, records, priced = [], [], []
@@ -634,9 +704,12 @@ class _LazyFunds:
     """The organisation's funds, locked the first time an event has something to pay and
     only if there is anything to take from (or a method that insists)."""
 
-    def __init__(self, organization, at, *, enabled: bool, optimistic: bool = False) -> None:
+    def __init__(
+        self, organization, at, *, enabled: bool, optimistic: bool = False, read=None
+    ) -> None:
         self.organization, self.at, self.enabled = organization, at, enabled
         self.optimistic = optimistic
+        self._read = read  # the funds as read without a lock, when already read
         self._funds: Funds | None = None
 
     @property
@@ -645,8 +718,11 @@ class _LazyFunds:
 
     def _get(self) -> Funds | None:
         if self._funds is None and self.enabled:
-            read = Funds.read if self.optimistic else Funds.lock
-            self._funds = read(self.organization, at=self.at)
+            if self._read is not None:
+                self._funds = self._read
+            else:
+                read = Funds.read if self.optimistic else Funds.lock
+                self._funds = read(self.organization, at=self.at)
         return self._funds
 
     def take_credits(self, amount, **kwargs) -> bool:
