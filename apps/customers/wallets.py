@@ -397,26 +397,41 @@ class Funds:
                 if row is None:
                     return False
                 grant.remaining = row[0]
-            if self.wallet_entries:
-                total = -sum((entry.amount for entry in self.wallet_entries), ZERO)
-                cursor.execute(
-                    "UPDATE customers_wallet SET balance = balance - %s, updated_at = %s"
-                    " WHERE id = %s AND balance - %s >= -overdraft_limit RETURNING balance",
-                    [total, now, self.wallet.pk, total],
-                )
-                row = cursor.fetchone()
-                if row is None:
-                    return False
-                # Each entry's balance as it really was after it.
-                balance = row[0] + total
-                for entry in self.wallet_entries:
-                    balance += entry.amount
-                    entry.balance_after = balance
-                self.wallet.balance = balance
+            if self.wallet_entries and not self._take_from_wallet(cursor, now):
+                return False
         if self.credit_entries:
             CreditEntry.objects.bulk_create(self.credit_entries)
-        if self.wallet_entries:
-            WalletEntry.objects.bulk_create(self.wallet_entries)
+        return True
+
+    def _take_from_wallet(self, cursor, now) -> bool:
+        """The wallet's conditional UPDATE and its ledger entries in one statement: each
+        entry's balance_after is what the wallet really held after it."""
+        entries = self.wallet_entries
+        total = -sum((entry.amount for entry in entries), ZERO)
+        shifts, taken = [], ZERO  # balance_after = the balance after all of them + shift
+        for entry in entries:
+            taken -= entry.amount
+            shifts.append(total - taken)
+        rows = ", ".join(["(%s::numeric, %s::numeric, %s, %s, %s)"] * len(entries))
+        params = [total, now, self.wallet.pk, total, WalletEntry.Kind.DEDUCTION, now]
+        for entry, shift in zip(entries, shifts, strict=True):
+            params += [entry.amount, shift, entry.reference, entry.actor, entry.reason]
+        cursor.execute(
+            "WITH w AS (UPDATE customers_wallet SET balance = balance - %s, updated_at = %s"
+            " WHERE id = %s AND balance - %s >= -overdraft_limit RETURNING id, balance)"
+            " INSERT INTO customers_walletentry (wallet_id, amount, kind, balance_after,"
+            " reference, actor, reason, created_at) SELECT w.id, v.amount, %s,"
+            " w.balance + v.shift, v.reference, v.actor, v.reason, %s FROM w CROSS JOIN"
+            f" (VALUES {rows}) AS v(amount, shift, reference, actor, reason)"
+            " RETURNING (SELECT balance FROM w)",
+            params,
+        )
+        rows = cursor.fetchall()
+        if not rows:
+            return False  # the wallet no longer covers them: nothing was written
+        self.wallet.balance = rows[0][0]
+        for entry, shift in zip(entries, shifts, strict=True):
+            entry.balance_after = self.wallet.balance + shift
         return True
 
     def write(self) -> None:
