@@ -19,6 +19,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "clients/python/examples/track_1
 COUNT = 10_000
 
 
+@pytest.mark.thread_timeouts  # the tracker's retry waits out its backoff in its thread
 def test_ten_thousand_events_across_a_portal_restart_are_counted_exactly_once(
     portal, tcp_proxy, capsys
 ):
