@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from django.db import connection
-
 from apps.budgets.errors import BudgetExceeded
 from apps.budgets.models import Budget, BudgetPeriod
 from apps.customers.models import Organization
 from apps.pricing.cost_engine import format_amount, to_minor_units
 from apps.pricing.periods import DAY, MONTH, WEEK, period_bounds
+from billing_portal import hot_rows
 
 PERIODS = {Budget.Period.DAILY: DAY, Budget.Period.WEEKLY: WEEK, Budget.Period.MONTHLY: MONTH}
 TOTAL_START = datetime(2000, 1, 1, tzinfo=UTC)  # the one period of a "total" budget
@@ -178,28 +177,35 @@ class Reservations:
         if self.changed:
             BudgetPeriod.objects.bulk_update([self.periods[key] for key in self.changed], ["spent"])
 
-    def write_checked(self) -> bool:
-        """Adds what was applied to periods read without a lock (``read``), in one UPDATE
-        that locks them in id order, and checks every hard limit against what the periods
-        then really hold. False if one would be passed: the caller rolls back (and decides
-        again under the locks). Thresholds crossed are those the real sums crossed."""
+    def hot_part(self) -> hot_rows.Part:
+        """Adds what was applied to periods read without a lock (``read``) in one UPDATE
+        that locks them in id order; its ``apply`` checks every hard limit against what the
+        periods then really hold (False if one would be passed: the caller rolls back and
+        decides again under the locks). Thresholds crossed are those the real sums
+        crossed."""
         added = {self.periods[key].pk: (key, cost) for key, cost in self.added.items()}
         if not added:
-            return True
+            return hot_rows.Part([], [], "", bool)
         ids = sorted(added)
         cases = " ".join("WHEN %s THEN %s" for _ in ids)
         params = [*ids]
         for pk in ids:
             params += [pk, added[pk][1]]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "WITH locked AS (SELECT id FROM budgets_budgetperiod WHERE id IN ("
-                + ", ".join(["%s"] * len(ids))
-                + ") ORDER BY id FOR UPDATE) UPDATE budgets_budgetperiod SET spent = spent +"
-                f" CASE id {cases} END WHERE id IN (SELECT id FROM locked) RETURNING id, spent",
-                params,
-            )
-            after = dict(cursor.fetchall())
+        ctes = [
+            ("periods_locked", "SELECT id FROM budgets_budgetperiod WHERE id IN ("
+             + ", ".join(["%s"] * len(ids)) + ") AND {after} ORDER BY id FOR UPDATE"),
+            ("periods", f"UPDATE budgets_budgetperiod SET spent = spent + CASE id {cases} END"
+             " WHERE id IN (SELECT id FROM periods_locked) RETURNING id, spent"),
+        ]  # fmt: skip
+
+        def apply(rows) -> bool:
+            return self._check({id: Decimal(spent) for id, spent in rows or ()}, added)
+
+        return hot_rows.Part(
+            ctes, params, "(SELECT json_agg(json_build_array(id, spent::text)) FROM periods)", apply
+        )
+
+    def _check(self, after: dict, added: dict) -> bool:
         budgets = {budget.pk: budget for budget in self.budgets}
         self.crossed.clear()
         for pk, (key, cost) in added.items():

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from apps.customers.models import CreditEntry, CreditGrant, Organization, Wallet, WalletEntry
 from apps.pricing.models import BillingMethod
+from billing_portal import hot_rows
 from billing_portal.errors import PortalError
 
 ZERO = Decimal(0)
@@ -375,64 +376,73 @@ class Funds:
         ]
         return cls(organization, wallet, grants)
 
-    def write_checked(self) -> bool:
+    def hot_part(self) -> hot_rows.Part:
         """Takes what was allocated from funds read without a lock (``read``): each grant's
-        share and the wallet's in one conditional UPDATE each, under its row lock, in the
-        lock order (grants, then the wallet). False, having taken nothing that will stay,
-        if any of them no longer holds its share: the caller rolls the transaction back."""
+        share and the wallet's by conditional UPDATEs under their row locks, in the lock
+        order (grants, then the wallet), with their ledger entries. Its ``apply`` says
+        False if any of them no longer held its share (the caller rolls back); each wallet
+        entry's balance_after is what the wallet really held after it."""
         taken: dict[int, Decimal] = {}
         for entry in self.credit_entries:
             taken[entry.grant.pk] = taken.get(entry.grant.pk, ZERO) - entry.amount
+        grants = [grant for grant in self.grants if grant.pk in taken]  # (in the lock order)
         now = timezone.now()
-        with connection.cursor() as cursor:
-            for grant in self.grants:  # (in GRANT_LOCK_ORDER)
-                if grant.pk not in taken:
-                    continue
-                cursor.execute(
-                    "UPDATE customers_creditgrant SET remaining = remaining - %s"
-                    " WHERE id = %s AND remaining >= %s RETURNING remaining",
-                    [taken[grant.pk], grant.pk, taken[grant.pk]],
-                )
-                row = cursor.fetchone()
-                if row is None:
-                    return False
-                grant.remaining = row[0]
-            if self.wallet_entries and not self._take_from_wallet(cursor, now):
-                return False
+        ctes, params = [], []
+        for index, grant in enumerate(grants):
+            ctes.append((f"grant_{index}", "UPDATE customers_creditgrant SET remaining ="
+                         " remaining - %s WHERE id = %s AND remaining >= %s AND {after}"
+                         " RETURNING id, remaining"))  # fmt: skip
+            params += [taken[grant.pk], grant.pk, taken[grant.pk]]
         if self.credit_entries:
-            CreditEntry.objects.bulk_create(self.credit_entries)
-        return True
-
-    def _take_from_wallet(self, cursor, now) -> bool:
-        """The wallet's conditional UPDATE and its ledger entries in one statement: each
-        entry's balance_after is what the wallet really held after it."""
+            rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(self.credit_entries))
+            ctes.append(("credit_entries", "INSERT INTO customers_creditentry (grant_id,"
+                         f" amount, kind, reference, actor, created_at) VALUES {rows}"
+                         " RETURNING 1"))  # fmt: skip
+            for entry in self.credit_entries:
+                params += [entry.grant.pk, entry.amount, entry.kind, entry.reference,
+                           entry.actor, now]  # fmt: skip
         entries = self.wallet_entries
         total = -sum((entry.amount for entry in entries), ZERO)
-        shifts, taken = [], ZERO  # balance_after = the balance after all of them + shift
+        shifts, so_far = [], ZERO  # balance_after = the balance after all of them + shift
         for entry in entries:
-            taken -= entry.amount
-            shifts.append(total - taken)
-        rows = ", ".join(["(%s::numeric, %s::numeric, %s, %s, %s)"] * len(entries))
-        params = [total, now, self.wallet.pk, total, WalletEntry.Kind.DEDUCTION, now]
-        for entry, shift in zip(entries, shifts, strict=True):
-            params += [entry.amount, shift, entry.reference, entry.actor, entry.reason]
-        cursor.execute(
-            "WITH w AS (UPDATE customers_wallet SET balance = balance - %s, updated_at = %s"
-            " WHERE id = %s AND balance - %s >= -overdraft_limit RETURNING id, balance)"
-            " INSERT INTO customers_walletentry (wallet_id, amount, kind, balance_after,"
-            " reference, actor, reason, created_at) SELECT w.id, v.amount, %s,"
-            " w.balance + v.shift, v.reference, v.actor, v.reason, %s FROM w CROSS JOIN"
-            f" (VALUES {rows}) AS v(amount, shift, reference, actor, reason)"
-            " RETURNING (SELECT balance FROM w)",
-            params,
-        )
-        rows = cursor.fetchall()
-        if not rows:
-            return False  # the wallet no longer covers them: nothing was written
-        self.wallet.balance = rows[0][0]
-        for entry, shift in zip(entries, shifts, strict=True):
-            entry.balance_after = self.wallet.balance + shift
-        return True
+            so_far -= entry.amount
+            shifts.append(total - so_far)
+        if entries:
+            rows = ", ".join(["(%s::numeric, %s::numeric, %s, %s, %s)"] * len(entries))
+            ctes.append(("wallet", "UPDATE customers_wallet SET balance = balance - %s,"
+                         " updated_at = %s WHERE id = %s AND balance - %s >= -overdraft_limit"
+                         " AND {after} RETURNING id, balance"))  # fmt: skip
+            ctes.append(("wallet_entries", "INSERT INTO customers_walletentry (wallet_id,"
+                         " amount, kind, balance_after, reference, actor, reason, created_at)"
+                         " SELECT wallet.id, v.amount, %s, wallet.balance + v.shift,"
+                         " v.reference, v.actor, v.reason, %s FROM wallet CROSS JOIN"
+                         f" (VALUES {rows}) AS v(amount, shift, reference, actor, reason)"
+                         " RETURNING 1"))  # fmt: skip
+            params += [total, now, self.wallet.pk, total, WalletEntry.Kind.DEDUCTION, now]
+            for entry, shift in zip(entries, shifts, strict=True):
+                params += [entry.amount, shift, entry.reference, entry.actor, entry.reason]
+        granted = " UNION ALL ".join(f"SELECT id, remaining FROM grant_{i}"
+                                     for i in range(len(grants)))  # fmt: skip
+        result = "json_build_array({}, {})".format(
+            f"(SELECT json_agg(json_build_array(id, remaining::text)) FROM ({granted}) AS g)"
+            if grants else "NULL",
+            "(SELECT balance::text FROM wallet)" if entries else "NULL",
+        )  # fmt: skip
+
+        def apply(value) -> bool:
+            grant_rows, balance = value
+            remaining = {id: Decimal(left) for id, left in grant_rows or ()}
+            if len(remaining) != len(grants) or (entries and balance is None):
+                return False  # one no longer covered its share: nothing will stay
+            for grant in grants:
+                grant.remaining = remaining[grant.pk]
+            if entries:
+                self.wallet.balance = Decimal(balance)
+                for entry, shift in zip(entries, shifts, strict=True):
+                    entry.balance_after = self.wallet.balance + shift
+            return True
+
+        return hot_rows.Part(ctes, params, result, apply)
 
     def write(self) -> None:
         touched = [grant for grant in self.grants if grant.pk in self._touched_grants]

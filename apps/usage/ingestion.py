@@ -60,7 +60,7 @@ from apps.usage.selectors import (
     price_counter_key,
     price_depends_on_period,
 )
-from billing_portal import period_lock
+from billing_portal import hot_rows, period_lock
 from billing_portal.errors import PortalError
 
 logger = logging.getLogger(__name__)
@@ -599,12 +599,13 @@ def _store(
                 if not optimistic:
                     bump_daily_usage(organization, records)
             if optimistic:
-                # The hot rows, last and in the lock order, each checked.
-                if positions and not _write_counters_checked(counters, positions, priced):
-                    raise _Stale
-                if reservations is not None and not reservations.write_checked():
-                    raise _Stale
-                if not funds.write_checked():
+                # The hot rows, last, in the lock order, in one statement, each checked.
+                parts = [_counters_part(counters, positions, priced)] if positions else []
+                if reservations is not None:
+                    parts.append(reservations.hot_part())
+                if funds.locked:
+                    parts.append(funds.hot_part())
+                if not hot_rows.take(parts):
                     raise _Stale
                 bump_daily_usage(organization, records)
                 if reservations is not None:
@@ -625,11 +626,11 @@ def _store(
     return results, (balance, credits)
 
 
-def _write_counters_checked(counters: dict, positions: dict, priced: list) -> bool:
+def _counters_part(counters: dict, positions: dict, priced: list) -> hot_rows.Part:
     """Moves the counters read without a lock by what the events added, in one UPDATE
-    that locks them in key order. True if every event's price stands at the positions the
-    counters really held: they did not move, or (a single event) pricing it again there
-    gives the very same lines."""
+    that locks them in key order. Its ``apply`` says whether every event's price stands at
+    the positions the counters really held: they did not move, or (a single event) pricing
+    it again there gives the very same lines."""
     keys = sorted(positions)
     moved = {counters[key].pk: counters[key].quantity - positions[key] for key in keys}
     ids = [counters[key].pk for key in keys]
@@ -637,19 +638,27 @@ def _write_counters_checked(counters: dict, positions: dict, priced: list) -> bo
     params = [*ids]
     for pk in ids:
         params += [pk, moved[pk]]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "WITH locked AS (SELECT id FROM usage_usagecounter WHERE id IN ("
-            + ", ".join(["%s"] * len(ids))
-            + ") ORDER BY key, period_start FOR UPDATE) UPDATE usage_usagecounter SET"
-            f" quantity = quantity + CASE id {cases} END WHERE id IN (SELECT id FROM locked)"
-            " RETURNING id, quantity",
-            params,
-        )
-        after = dict(cursor.fetchall())
-    real = {key: after[counters[key].pk] - moved[counters[key].pk] for key in keys}
-    if real == {key: positions[key] for key in keys}:
-        return True
+    ctes = [
+        ("counters_locked", "SELECT id FROM usage_usagecounter WHERE id IN ("
+         + ", ".join(["%s"] * len(ids)) + ") AND {after} ORDER BY key, period_start FOR UPDATE"),
+        ("counters", f"UPDATE usage_usagecounter SET quantity = quantity + CASE id {cases} END"
+         " WHERE id IN (SELECT id FROM counters_locked) RETURNING id, quantity"),
+    ]  # fmt: skip
+
+    def apply(rows) -> bool:
+        after = {id: Decimal(quantity) for id, quantity in rows or ()}
+        real = {key: after[counters[key].pk] - moved[counters[key].pk] for key in keys}
+        return real == {key: positions[key] for key in keys} or _same_price(counters, real, priced)
+
+    return hot_rows.Part(
+        ctes, params, "(SELECT json_agg(json_build_array(id, quantity::text)) FROM counters)",
+        apply,
+    )  # fmt: skip
+
+
+def _same_price(counters: dict, real: dict, priced: list) -> bool:
+    """Whether a single event priced at the counters' real positions gives the very lines
+    it was priced with."""
     if len(priced) != 1:
         return False
     candidate, quote = priced[0]
@@ -747,8 +756,8 @@ class _LazyFunds:
         if self._funds is not None:
             self._funds.write()
 
-    def write_checked(self) -> bool:
-        return self._funds is None or self._funds.write_checked()
+    def hot_part(self) -> hot_rows.Part:
+        return self._funds.hot_part()
 
 
 def _price_and_pay(
