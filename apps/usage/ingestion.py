@@ -571,12 +571,21 @@ def _store(
                 )
                 for record in records
             ]
-            if len(events) == 1:  # with its rollup, in one statement (locks first)
+            hot = []  # (optimistic) the hot rows' parts, but the rollup
+            if optimistic:
+                if positions:
+                    hot.append(_counters_part(counters, positions, priced))
+                if reservations is not None:
+                    hot.append(reservations.hot_part())
+                if funds.locked:
+                    hot.append(funds.hot_part())
+                hot = [part for part in hot if part.ctes]
+            if len(events) == 1:  # with its rollup in one statement, when nothing else is hot
                 bulk.insert_single_event(
                     events[0],
                     records[0],
                     billing_events[0],
-                    also=None if optimistic else daily_usage_upsert(organization, records),
+                    also=None if hot else daily_usage_upsert(organization, records),
                 )
             else:
                 # Written in one global order (by key), whatever the caller's order: twin
@@ -596,18 +605,13 @@ def _store(
                 for billing_event, record in zip(billing_events, records, strict=True):
                     billing_event.record = record
                 bulk.insert(BillingEvent, billing_events)
-                if not optimistic:
+                if not hot:
                     bump_daily_usage(organization, records)
             if optimistic:
-                # The hot rows, last, in the lock order, in one statement, each checked.
-                parts = [_counters_part(counters, positions, priced)] if positions else []
-                if reservations is not None:
-                    parts.append(reservations.hot_part())
-                if funds.locked:
-                    parts.append(funds.hot_part())
-                if not hot_rows.take(parts):
+                # The hot rows, last, in the lock order, in one statement, each checked;
+                # the rollup after them.
+                if hot and not hot_rows.take([*hot, _rollup_part(organization, records)]):
                     raise _Stale
-                bump_daily_usage(organization, records)
                 if reservations is not None:
                     _report_real_spent(results, reservations)
             else:
@@ -654,6 +658,12 @@ def _counters_part(counters: dict, positions: dict, priced: list) -> hot_rows.Pa
         ctes, params, "(SELECT json_agg(json_build_array(id, quantity::text)) FROM counters)",
         apply,
     )  # fmt: skip
+
+
+def _rollup_part(organization: Organization, records: list) -> hot_rows.Part:
+    """The daily rollup's upsert as the hot statement's last part."""
+    sql, params = daily_usage_upsert(organization, records, after_hot_rows=True)
+    return hot_rows.Part([("rollup", sql)], params, "(SELECT count(*) FROM rollup)", bool)
 
 
 def _same_price(counters: dict, real: dict, priced: list) -> bool:
@@ -873,9 +883,12 @@ def daily_usage_upsert(
     *,
     sign: int = 1,
     billing_method: str | None = None,
+    after_hot_rows: bool = False,
 ) -> tuple[str, list]:
     """The upsert (SQL and parameters) that adds ``records`` to the daily rollup (``sign``
-    -1 takes them out), under their own billing method or ``billing_method``."""
+    -1 takes them out), under their own billing method or ``billing_method``; with
+    ``after_hot_rows``, worded as a part of the hot statement (``hot_rows``: it runs once
+    the part before it has, and returns a row for each rollup row it wrote)."""
     tz = organization.tz
     totals: dict[tuple, list] = defaultdict(lambda: [ZERO, ZERO, 0])
     for record in records:
@@ -902,11 +915,20 @@ def daily_usage_upsert(
         rows.append("(" + ", ".join(["%s"] * len(columns)) + ")")
         params += [organization.pk, product_id, service_type, user_id, method, day, quantity]
         params += [cost, count]
+    source = f"VALUES {', '.join(rows)}"
+    if after_hot_rows:
+        typed = "(%s::bigint, %s::bigint, %s::text, %s::text, %s::text, %s::date, %s::numeric,"
+        typed += " %s::numeric, %s::bigint)"
+        source = (
+            f"SELECT * FROM (VALUES {', '.join([typed] * len(rows))})"
+            f" AS v({', '.join(columns)}) WHERE {{after}}"
+        )
     sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(rows)} "
+        f"INSERT INTO {table} ({', '.join(columns)}) {source} "
         "ON CONFLICT (organization_id, product_id, user_id, billing_method, day) DO UPDATE SET "
         f"quantity = {table}.quantity + excluded.quantity, "
         f"cost = {table}.cost + excluded.cost, "
         f"event_count = {table}.event_count + excluded.event_count"
+        + (" RETURNING 1" if after_hot_rows else "")
     )
     return sql, params
