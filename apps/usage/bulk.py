@@ -13,6 +13,8 @@ import json
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
 
+from billing_portal import hot_rows
+
 COPY_THRESHOLD = 20  # fewer rows: one plain INSERT is as quick
 
 
@@ -68,7 +70,45 @@ def insert_single_event(event, record, billing_event, also: tuple[str, list] | N
             with connection.cursor() as cursor:
                 cursor.execute(*also)
         return
-    parts, params = [], []
+    ctes, params = _single_event_ctes(event, record, billing_event)
+    parts = [f"{alias} AS ({statement})" for alias, statement in ctes]
+    if also is not None:
+        parts.append(f"x AS ({also[0]} RETURNING 1)")
+        params.extend(also[1])
+    sql = (
+        "WITH " + ", ".join(parts) + " SELECT (SELECT id FROM e), (SELECT id FROM r), "
+        "(SELECT id FROM b)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        _inserted(event, record, billing_event, cursor.fetchone())
+
+
+def single_event_part(event, record, billing_event) -> hot_rows.Part:
+    """The same three inserts as the first part of a hot statement (``hot_rows``), so the
+    event and the hot rows it changes are one round trip (PostgreSQL)."""
+    ctes, params = _single_event_ctes(event, record, billing_event)
+
+    def apply(ids) -> bool:
+        _inserted(event, record, billing_event, ids)
+        return True
+
+    return hot_rows.Part(
+        ctes, params,
+        "json_build_array((SELECT id FROM e), (SELECT id FROM r), (SELECT id FROM b))", apply,
+    )  # fmt: skip
+
+
+def _inserted(event, record, billing_event, ids) -> None:
+    event.pk, record.pk, billing_event.pk = ids
+    for instance in (event, record, billing_event):
+        instance._state.adding = False
+    record.event = event
+    billing_event.record = record
+
+
+def _single_event_ctes(event, record, billing_event) -> tuple[list[tuple[str, str]], list]:
+    params = []
     ctes = []
     for alias, instance, link in (
         ("e", event, None),
@@ -90,18 +130,4 @@ def insert_single_event(event, record, billing_event, also: tuple[str, list] | N
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values)}) RETURNING id"
         )
         ctes.append((alias, statement))
-    parts = [f"{alias} AS ({statement})" for alias, statement in ctes]
-    if also is not None:
-        parts.append(f"x AS ({also[0]} RETURNING 1)")
-        params.extend(also[1])
-    sql = (
-        "WITH " + ", ".join(parts) + " SELECT (SELECT id FROM e), (SELECT id FROM r), "
-        "(SELECT id FROM b)"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        event.pk, record.pk, billing_event.pk = cursor.fetchone()
-    for instance in (event, record, billing_event):
-        instance._state.adding = False
-    record.event = event
-    billing_event.record = record
+    return ctes, params

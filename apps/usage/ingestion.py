@@ -580,12 +580,14 @@ def _store(
                 if funds.locked:
                     hot.append(funds.hot_part())
                 hot = [part for part in hot if part.ctes]
-            if len(events) == 1:  # with its rollup in one statement, when nothing else is hot
+            if len(events) == 1 and hot:  # the event and the hot rows: one statement
+                hot.insert(0, bulk.single_event_part(events[0], records[0], billing_events[0]))
+            elif len(events) == 1:  # with its rollup, in one statement
                 bulk.insert_single_event(
                     events[0],
                     records[0],
                     billing_events[0],
-                    also=None if hot else daily_usage_upsert(organization, records),
+                    also=daily_usage_upsert(organization, records),
                 )
             else:
                 # Written in one global order (by key), whatever the caller's order: twin
