@@ -298,14 +298,11 @@ def _prepare(organization, plan, index, event: EventInput, now, products, sheets
     )
 
 
-def _standing(
-    organization: Organization, at: datetime, counter_keys: list, also: tuple = ("", [])
-) -> tuple:
+def _standing(organization: Organization, at: datetime, counter_keys: list) -> tuple:
     """(wallet balance, overdraft limit, usable credits, has active budgets, the quantity of
-    each counter in ``counter_keys`` or None, the values of the ``also`` columns), read
-    without row locks, in one round trip: to know what is worth locking, or (``also``:
-    ``_snapshot``) everything a decision without the locks starts from. Money is only ever
-    taken, budgets only ever checked, and counters only ever moved under the locks."""
+    each counter in ``counter_keys`` or None), read without row locks, in one round trip:
+    only to know what is worth locking. Money is only ever taken, budgets only ever
+    checked, and counters only ever moved under the locks."""
     org = organization.pk
     counters = "".join(
         ", (SELECT quantity FROM usage_usagecounter"
@@ -315,7 +312,6 @@ def _standing(
     params = [org, org, org, at, org]
     for key, start in counter_keys:
         params += [org, key, start]
-    also_sql, also_params = also
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT (SELECT balance FROM customers_wallet WHERE organization_id = %s),"
@@ -323,37 +319,23 @@ def _standing(
             " (SELECT SUM(remaining) FROM customers_creditgrant WHERE organization_id = %s"
             " AND remaining > 0 AND (expires_at IS NULL OR expires_at > %s)),"
             " EXISTS (SELECT 1 FROM budgets_budget WHERE organization_id = %s AND is_active)"
-            + counters
-            + (", " + also_sql if also_sql else ""),
-            params + also_params,
+            + counters,
+            params,
         )
-        balance, overdraft, credits, has_budgets, *rest = cursor.fetchone()
-    quantities, extra = rest[: len(counter_keys)], rest[len(counter_keys) :]
+        balance, overdraft, credits, has_budgets, *quantities = cursor.fetchone()
     return (
         _decimal(balance),
         _decimal(overdraft),
         _decimal(credits),
         bool(has_budgets),
         [None if q is None else _decimal(q) for q in quantities],
-        extra,
     )
 
 
-@dataclass
-class _Snapshot:
-    """What a decision without the locks starts from, read in the standing's round trip
-    (PostgreSQL): the counters, the budgets and their periods, the funds."""
-
-    counters: list
-    budgets: list
-    periods: list
-    wallet: list | None
-    grants: list
-    starts: list[datetime]
-    counter_starts: list[datetime]
-
-
 def _snapshot_sql(organization, at, wanted, instants) -> tuple[tuple[str, list], list, list]:
+    """One SELECT's columns (without a lock, on PostgreSQL) of what a decision without the
+    locks starts from: the counters, the active budgets and their periods, the wallet, the
+    usable credit grants."""
     org = organization.pk
     counter_starts = sorted({start for _, start in wanted})
     counters_sql = (
@@ -368,6 +350,20 @@ def _snapshot_sql(organization, at, wanted, instants) -> tuple[tuple[str, list],
     funds_sql, funds_params = Funds.snapshot_sql(org, at)
     sql = f"{counters_sql}, {budgets_sql}, {funds_sql}"
     return (sql, params + budgets_params + funds_params), starts, counter_starts
+
+
+def _standing_from_snapshot(extra, identities, counter_starts) -> tuple:
+    """What ``_standing`` answers, from the snapshot's columns."""
+    counter_rows, budget_rows, _, wallet_row, grant_rows = extra
+    balance = Decimal(wallet_row[1]) if wallet_row else ZERO
+    overdraft = Decimal(wallet_row[2]) if wallet_row else ZERO
+    credits = sum((Decimal(remaining) for _, remaining, _ in grant_rows or ()), ZERO)
+    quantities = {
+        (key, counter_starts[index - 1]): Decimal(quantity)
+        for _, key, index, quantity in counter_rows or ()
+    }
+    used = [quantities.get(identity) for identity in identities]
+    return balance, overdraft, credits, bool(budget_rows), used
 
 
 def _counters_from_snapshot(organization, wanted, rows, counter_starts) -> dict | None:
@@ -471,12 +467,20 @@ def _store(
         # budget opened meanwhile is seen by the queries after it.
         stamp = period_lock.stamp(organization.pk)
         instants = {c.occurred_at for c in candidates}
-        also, starts, counter_starts = ("", []), [], []
         if optimistic:
-            also, starts, counter_starts = _snapshot_sql(organization, now, wanted, instants)
-        balance, overdraft, credits, has_budgets, used, extra = _standing(
-            organization, now, identities, also
-        )
+            (sql, params), starts, counter_starts = _snapshot_sql(
+                organization, now, wanted, instants
+            )
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT " + sql, params)
+                extra = cursor.fetchone()
+            balance, overdraft, credits, has_budgets, used = _standing_from_snapshot(
+                extra, identities, counter_starts
+            )
+        else:
+            balance, overdraft, credits, has_budgets, used = _standing(
+                organization, now, identities
+            )
         for identity, quantity in zip(identities, used, strict=True):
             if quantity is not None and quantity >= inclusion_keys[identity]:
                 used_up[identity] = quantity
