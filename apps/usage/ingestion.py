@@ -639,8 +639,8 @@ def _store(
 def _counters_part(counters: dict, positions: dict, priced: list) -> hot_rows.Part:
     """Moves the counters read without a lock by what the events added, in one UPDATE
     that locks them in key order. Its ``apply`` says whether every event's price stands at
-    the positions the counters really held: they did not move, or (a single event) pricing
-    it again there gives the very same lines."""
+    the positions the counters really held: they did not move, or pricing the events again
+    from there gives the very same lines."""
     keys = sorted(positions)
     moved = {counters[key].pk: counters[key].quantity - positions[key] for key in keys}
     ids = [counters[key].pk for key in keys]
@@ -673,23 +673,29 @@ def _rollup_part(organization: Organization, records: list) -> hot_rows.Part:
 
 
 def _same_price(counters: dict, real: dict, priced: list) -> bool:
-    """Whether a single event priced at the counters' real positions gives the very lines
-    it was priced with."""
-    if len(priced) != 1:
-        return False
-    candidate, quote = priced[0]
+    """Whether the events priced again, in order, from the counters' real positions give
+    the very lines they were priced with."""
     at = {key: real.get(key, counters[key].quantity) for key in counters}
-    again = pricing.quote_with_sheet(
-        sheet=candidate.sheet,
-        quantities=candidate.quantities,
-        at=candidate.occurred_at,
-        period_to_date={
-            dimension: at[(key, start)]
-            for dimension, (key, start, _) in candidate.price_keys.items()
-        },
-        included_used=at[candidate.inclusion_key[:2]] if candidate.inclusion_key else ZERO,
-    )
-    return _lines(again) == _lines(quote)
+    for candidate, quote in priced:
+        again = pricing.quote_with_sheet(
+            sheet=candidate.sheet,
+            quantities=candidate.quantities,
+            at=candidate.occurred_at,
+            period_to_date={
+                dimension: at[(key, start)]
+                for dimension, (key, start, _) in candidate.price_keys.items()
+            },
+            included_used=at[candidate.inclusion_key[:2]] if candidate.inclusion_key else ZERO,
+        )
+        if _lines(again) != _lines(quote):
+            return False
+        for line in quote.breakdown.lines:  # (as ``_price_and_pay`` moves the counters)
+            if line.dimension in candidate.price_keys:
+                key, start, _ = candidate.price_keys[line.dimension]
+                at[(key, start)] += line.quantity - line.included_quantity
+        if candidate.inclusion_key and quote.breakdown.included_quantity:
+            at[candidate.inclusion_key[:2]] += quote.breakdown.included_quantity
+    return True
 
 
 def _lines(quote) -> tuple:

@@ -152,3 +152,28 @@ def test_a_wallet_emptied_meanwhile_sends_the_event_to_its_next_method(enforced,
     assert methods.count("wallet_deduction") == 1
     assert methods.count("payment_charge") == 23
     assert Wallet.objects.get().balance == D(0)
+
+
+def test_concurrent_batches_price_every_tier_unit_once(enforced, key):
+    """Batches that move the same tier counter meanwhile are priced again from where the
+    counter really stood: kept when every line is the same, decided again when not."""
+    Budget.objects.update(limit=D(1_000))  # (room for everything)
+
+    def batch(n):
+        events = [{"event_id": f"b{n}-{i}", "product_id": "tiered", "usage_amount": 1}
+                  for i in range(25)]  # fmt: skip
+        try:
+            return Client().post(
+                "/api/v1/usage/batch", {"events": events}, content_type="application/json",
+                HTTP_AUTHORIZATION=f"Bearer {key}",
+            ).status_code  # fmt: skip
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(batch, range(8), timeout=600)) == [200] * 8
+
+    records = BillingRecord.objects.all()
+    assert records.count() == 200
+    assert sum((r.total_amount for r in records), D(0)) == graduated(D(200))
+    assert UsageCounter.objects.get(key__startswith="price:").quantity == 200
