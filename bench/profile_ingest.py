@@ -18,15 +18,22 @@ from django.test import Client
 
 # Buckets: the functions whose cumulative time is the bucket's (none calls another's).
 ENFORCEMENT = "apps/budgets/enforcement.py"
+WALLETS = "apps/customers/wallets.py"
 INGESTION = "apps/usage/ingestion.py"
 PARSING = "apps/usage/api/parsing.py"
 BUCKETS = {
     "pricing": [("apps/pricing/", name) for name in (
         "quote_with_sheet", "resolve_quantities", "price_sheet", "effective_plan",
         "active_products_by_code")],
-    "enforcement": [(ENFORCEMENT, "lock"), (ENFORCEMENT, "check"), (ENFORCEMENT, "apply"),
-                    (ENFORCEMENT, "write"), (INGESTION, "_get"), (INGESTION, "write"),
-                    (INGESTION, "_lock_counters"), (INGESTION, "_standing")],
+    # Deciding in memory and building the hot statement (its SQL is the next bucket's).
+    "enforcement": [(ENFORCEMENT, name) for name in (
+        "lock", "read", "from_snapshot", "check", "apply", "write", "hot_part")]
+        + [(WALLETS, name) for name in (
+            "lock", "read", "from_snapshot", "take_credits", "take_wallet", "hot_part")]
+        + [(INGESTION, name) for name in (
+            "_lock_counters", "_standing", "_standing_from_snapshot",
+            "_counters_from_snapshot", "_counters_part", "_rollup_part")],
+    "hot statement": [("billing_portal/hot_rows.py", "take")],
     "parsing": [(PARSING, "parse_event"), (PARSING, "parse_batch"),
                 ("rest_framework/request.py", "_parse")],
     "serialising": [("apps/usage/api/presenters.py", "present_record"),
