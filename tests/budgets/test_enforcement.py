@@ -1,16 +1,16 @@
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime
 from decimal import Decimal as D
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import Client
-from django.utils import timezone
 
 from apps.budgets.models import Budget, BudgetPeriod
 from apps.customers.services import issue_api_key
 from apps.usage.models import UsageEvent
+from tests.clock import travel
 from tests.customers.factories import OrganizationFactory
 from tests.http import bearer, error_code
 
@@ -106,15 +106,12 @@ def test_a_batch_accepts_events_in_order_while_they_fit(api_client, org, key, ca
 
 @pytest.mark.django_db
 def test_each_month_is_its_own_period(api_client, org, key, calls):
-    budget(org, "1.00")
-    local_now = timezone.now().astimezone(org.tz)
-    month_start = local_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    last_month = month_start - timedelta(minutes=1)  # the last minute of the previous month
-    if local_now - last_month > timedelta(days=29, hours=23):  # only ever on a 31st
-        pytest.skip("the previous month is out of the 30-day event window today")
+    with travel("2026-12-02 10:00", "Europe/Berlin"):  # last month is inside the event window
+        budget(org, "1.00")
+        last_month = datetime(2026, 11, 30, 23, 59, tzinfo=org.tz)  # its last minute
 
-    old = record(api_client, key, 90, occurred_at=last_month.isoformat())
-    new = record(api_client, key, 90)
+        old = record(api_client, key, 90, occurred_at=last_month.isoformat())
+        new = record(api_client, key, 90)
 
     assert old.status_code == new.status_code == 201
     assert sorted(BudgetPeriod.objects.values_list("spent", flat=True)) == [D("0.90")] * 2
