@@ -179,10 +179,10 @@ class Reservations:
 
     def hot_part(self) -> hot_rows.Part:
         """Adds what was applied to periods read without a lock (``read``) in one UPDATE
-        that locks them in id order; its ``apply`` checks every hard limit against what the
-        periods then really hold (False if one would be passed: the caller rolls back and
-        decides again under the locks). Thresholds crossed are those the real sums
-        crossed."""
+        that locks them in the order ``lock`` does. Its ``apply`` checks every hard limit
+        against what the periods then really hold (False if one would be passed: the
+        caller rolls back and decides again under the locks). Thresholds crossed are those
+        the real sums crossed."""
         added = {self.periods[key].pk: (key, cost) for key, cost in self.added.items()}
         if not added:
             return hot_rows.Part([], [], "", bool)
@@ -193,7 +193,8 @@ class Reservations:
             params += [pk, added[pk][1]]
         ctes = [
             ("periods_locked", "SELECT id FROM budgets_budgetperiod WHERE id IN ("
-             + ", ".join(["%s"] * len(ids)) + ") AND {after} ORDER BY id FOR UPDATE"),
+             + ", ".join(["%s"] * len(ids)) + ") AND {after} ORDER BY budget_id, starts_at"
+             " FOR UPDATE"),  # (the order ``lock`` takes them in)
             ("periods", f"UPDATE budgets_budgetperiod SET spent = spent + CASE id {cases} END"
              " WHERE id IN (SELECT id FROM periods_locked) RETURNING id, spent"),
         ]  # fmt: skip
@@ -210,6 +211,8 @@ class Reservations:
         self.crossed.clear()
         for pk, (key, cost) in added.items():
             budget, period = budgets[key[0]], self.periods[key]
+            if pk not in after:
+                return False  # the period went (its budget deleted): decide again
             spent = after[pk]
             if budget.is_hard and cost > 0 and spent > budget.limit:
                 return False

@@ -657,6 +657,8 @@ def _counters_part(counters: dict, positions: dict, priced: list) -> hot_rows.Pa
 
     def apply(rows) -> bool:
         after = {id: Decimal(quantity) for id, quantity in rows or ()}
+        if len(after) != len(keys):
+            return False  # a counter went: decide again
         real = {key: after[counters[key].pk] - moved[counters[key].pk] for key in keys}
         return real == {key: positions[key] for key in keys} or _same_price(counters, real, priced)
 
