@@ -27,9 +27,9 @@ BUCKETS = {
         "active_products_by_code")],
     # Deciding in memory and building the hot statement (its SQL is the next bucket's).
     "enforcement": [(ENFORCEMENT, name) for name in (
-        "lock", "read", "from_snapshot", "check", "apply", "write", "hot_part")]
+        "lock", "from_snapshot", "check", "apply", "write", "hot_part")]
         + [(WALLETS, name) for name in (
-            "lock", "read", "from_snapshot", "take_credits", "take_wallet", "hot_part")]
+            "lock", "from_snapshot", "take_credits", "take_wallet", "hot_part")]
         + [(INGESTION, name) for name in (
             "_lock_counters", "_standing", "_standing_from_snapshot",
             "_counters_from_snapshot", "_counters_part", "_rollup_part")],

@@ -52,7 +52,11 @@ class RequestMonitoringMiddleware:
             logger.warning("Could not record request metrics", exc_info=True)
         key_id = getattr(request, "api_key_id", None)
         if key_id is not None:
-            count_key_request(key_id, error=response.status_code >= 400)
+            error = response.status_code >= 400
+            if not getattr(request, "key_request_counted", False):
+                count_key_request(key_id, error=error)
+            elif error:  # the request itself was counted with the throttle's round trip
+                count_key_request(key_id, error=True, request=False)
         if seconds * 1000 >= settings.SLOW_REQUEST_MS:
             logger.warning(
                 "Slow request: %s %s answered %s in %.0f ms",
@@ -69,20 +73,17 @@ def _hour_key(at: datetime) -> str:
     return f"apikey-requests:{at:%Y%m%d%H}"
 
 
-def count_key_request(key_id: int, *, error: bool) -> None:
-    """Adds the request to its key's hourly counts (requests, errors): one round trip on
-    Redis; a cache that is down loses counts, never an answer."""
+def count_key_request(key_id: int, *, error: bool, request: bool = True) -> None:
+    """Adds the request (and, with ``error``, an error) to its key's hourly counts: one
+    round trip on Redis; a cache that is down loses counts, never an answer."""
     hour = _hour_key(datetime.now(UTC))
-    fields = [f"{key_id}:r"] + ([f"{key_id}:e"] if error else [])
+    fields = ([f"{key_id}:r"] if request else []) + ([f"{key_id}:e"] if error else [])
     try:
         backend = caches[DEFAULT_CACHE_ALIAS]
         if isinstance(backend, RedisCache):
-            full_key = backend.make_and_validate_key(hour)
-            client = backend._cache.get_client(full_key, write=True)
+            client = backend._cache.get_client(None, write=True)
             with client.pipeline(transaction=False) as pipe:
-                for name in fields:
-                    pipe.hincrby(full_key, name, 1)
-                pipe.expire(full_key, KEY_STATS_TTL)
+                queue_key_counts(pipe, backend, fields)
                 pipe.execute()
             return
         counts = cache.get(hour) or {}
@@ -91,6 +92,16 @@ def count_key_request(key_id: int, *, error: bool) -> None:
         cache.set(hour, counts, KEY_STATS_TTL)
     except Exception:  # noqa: BLE001
         logger.warning("Could not count an API key's request", exc_info=True)
+
+
+def queue_key_counts(pipe, backend: RedisCache, fields: list[str]) -> None:
+    """Queues on ``pipe`` (a pipeline of ``backend``'s write client) what adds one to each
+    of ``fields`` of this hour's per-key counts; the throttle sends it with its own
+    commands, so that a request is counted without a round trip of its own."""
+    full_key = backend.make_and_validate_key(_hour_key(datetime.now(UTC)))
+    for name in fields:
+        pipe.hincrby(full_key, name, 1)
+    pipe.expire(full_key, KEY_STATS_TTL)
 
 
 def key_requests(key_ids: list[int], *, hours: int = 24) -> dict[int, tuple[int, int]]:

@@ -47,6 +47,13 @@ def stamp(organization_id: int) -> datetime:
     return timezone.now()
 
 
+def shared_statement(organization_id: int) -> tuple[str, list]:
+    """The statement (SQL, parameters) that takes the lock shared, for a transaction that
+    sends its first statements together (``hot_rows.short``): it must come first, and the
+    stamp is taken once it has answered."""
+    return "SELECT pg_advisory_xact_lock_shared(%s, %s)", key(organization_id)
+
+
 class Busy(Exception):
     """Writers held the lock for longer than ``exclusive`` was willing to wait."""
 

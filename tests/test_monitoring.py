@@ -242,6 +242,42 @@ def test_staff_see_each_keys_requests_and_error_rate(admin_client, api_client, k
 # --- secrets never logged -------------------------------------------------------------------
 
 
+def test_on_redis_a_request_and_its_key_counts_take_one_round_trip(
+    api_client, key, calls, monkeypatch
+):
+    """The throttle's round trip also counts the request for its key; only an error
+    answer needs one more (its error count)."""
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+    from redis.connection import AbstractConnection
+
+    from apps.customers.models import ApiKey
+
+    if not isinstance(caches["default"], RedisCache):
+        pytest.skip("the per-key counts share the throttle's round trip on Redis only")
+    sent = []
+    real = AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return real(self, command, check_health)
+
+    post = {"product_id": "calls", "usage_amount": 1}
+    # (The first request reads the cache generations, looked up again once a second.)
+    api_client.post("/api/v1/usage/record", post, format="json", **bearer(key))
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    accepted = api_client.post("/api/v1/usage/record", post, format="json", **bearer(key))
+    round_trips = len(sent)
+    refused = api_client.post("/api/v1/usage/record", {**post, "usage_amount": -1},
+                              format="json", **bearer(key))  # fmt: skip
+    api_key = ApiKey.objects.get(prefix=ApiKey.prefix_of(key))
+
+    assert accepted.status_code == 201 and refused.status_code == 400
+    assert round_trips == 1
+    assert len(sent) - round_trips == 2
+    assert monitoring.key_requests([api_key.pk]) == {api_key.pk: (3, 1)}
+
+
 def test_secrets_are_masked_in_log_lines():
     raw = "bp_org_AbCdEf12_" + "x" * 40
     text = (

@@ -42,19 +42,8 @@ class Reservations:
 
     @classmethod
     def lock(cls, organization: Organization, instants: set[datetime]) -> Reservations:
-        """Opens (if needed) and locks the periods of the organisation's active budgets
-        that hold any of ``instants``."""
-        return cls._open(organization, instants, for_update=True)
-
-    @classmethod
-    def read(cls, organization: Organization, instants: set[datetime]) -> Reservations:
-        """The same periods, opened if needed but read without a lock: check and apply in
-        memory, then ``write_checked`` adds the costs under the locks and says whether
-        every hard limit still holds."""
-        return cls._open(organization, instants, for_update=False)
-
-    @classmethod
-    def _open(cls, organization, instants, *, for_update: bool) -> Reservations:
+        """Locks the periods of the organisation's active budgets that hold any of
+        ``instants`` (in budget, then start order), then opens the missing ones."""
         budgets = list(Budget.objects.filter(organization=organization, is_active=True))
         reservations = cls(organization, budgets)
         if not budgets:
@@ -65,11 +54,13 @@ class Reservations:
             for instant in instants:
                 start, end = bounds(budget, instant, tz)
                 wanted[(budget.pk, start)] = end
-        periods = BudgetPeriod.objects.filter(
-            budget__in=budgets, starts_at__in={start for _, start in wanted}
-        ).order_by("budget_id", "starts_at")
-        if for_update:
-            periods = periods.select_for_update()
+        periods = (
+            BudgetPeriod.objects.filter(
+                budget__in=budgets, starts_at__in={start for _, start in wanted}
+            )
+            .order_by("budget_id", "starts_at")
+            .select_for_update()
+        )
         found = {(period.budget_id, period.starts_at): period for period in periods}
         missing = [key for key in wanted if key not in found]
         if missing:
@@ -116,8 +107,9 @@ class Reservations:
     def from_snapshot(
         cls, organization, instants, starts, budget_rows, period_rows
     ) -> Reservations | None:
-        """The reservations ``read`` would give, from ``snapshot_sql``'s columns; None if a
-        period the events need does not exist yet (``read`` opens it)."""
+        """The reservations as ``snapshot_sql``'s columns read them (no lock), to check and
+        apply in memory; None if a period the events need does not exist yet (``lock``
+        opens it)."""
         budgets = [
             Budget(id=id, organization=organization, name=name, scope=scope,
                    service_type_id=service_type, product_id=product, api_key_id=api_key,
@@ -178,8 +170,8 @@ class Reservations:
             BudgetPeriod.objects.bulk_update([self.periods[key] for key in self.changed], ["spent"])
 
     def hot_part(self) -> hot_rows.Part:
-        """Adds what was applied to periods read without a lock (``read``) in one UPDATE
-        that locks them in the order ``lock`` does. Its ``apply`` checks every hard limit
+        """Adds what was applied to periods read without a lock (``from_snapshot``) in one
+        UPDATE that locks them in the order ``lock`` does. Its ``apply`` checks every hard limit
         against what the periods then really hold (False if one would be passed: the
         caller rolls back and decides again under the locks). Thresholds crossed are those
         the real sums crossed."""

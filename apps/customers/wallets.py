@@ -278,21 +278,6 @@ class Funds:
         grants = list(_usable_grants(organization, at).select_for_update())
         return cls(organization, locked_wallet(organization), grants)
 
-    @classmethod
-    def read(cls, organization: Organization, *, at: datetime) -> Funds:
-        """The funds as they stand, without a lock: allocate in memory, then
-        ``write_checked`` takes the allocations only if the funds still hold them."""
-        grants = list(_usable_grants(organization, at))
-        wallet = Wallet.objects.filter(organization=organization).first()
-        if wallet is None:  # nothing to take from: an unsaved, empty wallet
-            wallet = Wallet(
-                organization=organization,
-                currency=organization.currency,
-                balance=ZERO,
-                overdraft_limit=ZERO,
-            )
-        return cls(organization, wallet, grants)
-
     @property
     def wallet_balance(self) -> Decimal:
         return self.wallet.balance
@@ -360,7 +345,7 @@ class Funds:
 
     @classmethod
     def from_snapshot(cls, organization: Organization, wallet_row, grant_rows) -> Funds:
-        """The funds ``read`` would give, from ``snapshot_sql``'s columns."""
+        """The funds as ``snapshot_sql``'s columns read them, to allocate in memory."""
         if wallet_row is None:
             wallet = Wallet(organization=organization, currency=organization.currency,
                             balance=ZERO, overdraft_limit=ZERO)  # fmt: skip
@@ -377,9 +362,9 @@ class Funds:
         return cls(organization, wallet, grants)
 
     def hot_part(self) -> hot_rows.Part:
-        """Takes what was allocated from funds read without a lock (``read``): each grant's
-        share and the wallet's by conditional UPDATEs under their row locks, in the lock
-        order (grants, then the wallet), with their ledger entries. Its ``apply`` says
+        """Takes what was allocated from funds read without a lock (``from_snapshot``):
+        each grant's share and the wallet's by conditional UPDATEs under their row locks,
+        in the lock order (grants, then the wallet), with their ledger entries. Its ``apply`` says
         False if any of them no longer held its share (the caller rolls back); each wallet
         entry's balance_after is what the wallet really held after it."""
         taken: dict[int, Decimal] = {}

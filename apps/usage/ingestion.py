@@ -367,8 +367,8 @@ def _standing_from_snapshot(extra, identities, counter_starts) -> tuple:
 
 
 def _counters_from_snapshot(organization, wanted, rows, counter_starts) -> dict | None:
-    """The counters ``_lock_counters(for_update=False)`` would give; None if one is
-    missing (that creates it)."""
+    """The counters as read without a lock; None if one is missing (only the locked path
+    creates counters)."""
     counters = {}
     for id, key, index, quantity in rows or ():
         start = counter_starts[index - 1]
@@ -385,9 +385,8 @@ def _decimal(value) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value or 0))
 
 
-def _lock_counters(organization, wanted: dict, *, for_update: bool = True) -> dict:
-    """Locks the counters in ``wanted`` (creating missing ones), in key order; without
-    ``for_update`` only reads them."""
+def _lock_counters(organization, wanted: dict) -> dict:
+    """Locks the counters in ``wanted`` in key order, then creates the missing ones."""
 
     def select():
         counters = UsageCounter.objects.filter(
@@ -395,10 +394,8 @@ def _lock_counters(organization, wanted: dict, *, for_update: bool = True) -> di
             key__in={key for key, _ in wanted},
             period_start__in={start for _, start in wanted},
         ).order_by("key", "period_start")
-        return {
-            (counter.key, counter.period_start): counter
-            for counter in (counters.select_for_update() if for_update else counters)
-        }
+        return {(counter.key, counter.period_start): counter
+                for counter in counters.select_for_update()}  # fmt: skip
 
     counters = select()
     missing = sorted(key for key in wanted if key not in counters)
@@ -462,22 +459,34 @@ def _store(
     inclusion_keys = {c.inclusion_key[:2]: c.sheet.inclusion.quantity for c in candidates
                       if c.inclusion_key}  # fmt: skip
     identities = list(inclusion_keys)
-    with transaction.atomic():
+    # A single event decided without the locks writes only by raw statements: its
+    # transaction can be a short one (BEGIN, the period lock and the snapshot in one round
+    # trip, then the hot statement, then COMMIT).
+    short = optimistic and len(candidates) == 1 and hot_rows.can_be_short()
+    with hot_rows.short() if short else transaction.atomic() as opened:
+        on_commit = opened.on_commit if short else transaction.on_commit
+        instants = {c.occurred_at for c in candidates}
         # The period lock first: what the close reads is stamped once it is held, and a
         # budget opened meanwhile is seen by the queries after it.
-        stamp = period_lock.stamp(organization.pk)
-        instants = {c.occurred_at for c in candidates}
         if optimistic:
             (sql, params), starts, counter_starts = _snapshot_sql(
                 organization, now, wanted, instants
             )
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT " + sql, params)
-                extra = cursor.fetchone()
+            if short:
+                extra = opened.begin(
+                    [period_lock.shared_statement(organization.pk), ("SELECT " + sql, params)]
+                )
+                stamp = timezone.now()
+            else:
+                stamp = period_lock.stamp(organization.pk)
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT " + sql, params)
+                    extra = cursor.fetchone()
             balance, overdraft, credits, has_budgets, used = _standing_from_snapshot(
                 extra, identities, counter_starts
             )
         else:
+            stamp = period_lock.stamp(organization.pk)
             balance, overdraft, credits, has_budgets, used = _standing(
                 organization, now, identities
             )
@@ -499,16 +508,21 @@ def _store(
         counters, reservations, funds_read = {}, None, None
         if optimistic:
             counter_rows, budget_rows, period_rows, wallet_row, grant_rows = extra
+            # A counter or budget period that does not exist yet is created under the
+            # locks (the locked path takes the existing ones first, then inserts): an
+            # insert here, before the hot rows, could wait on a writer that holds them.
             if wanted:
                 counters = _counters_from_snapshot(
                     organization, wanted, counter_rows, counter_starts
                 )
                 if counters is None:
-                    counters = _lock_counters(organization, wanted, for_update=False)
+                    raise _Stale
             if has_budgets:
                 reservations = Reservations.from_snapshot(
                     organization, instants, starts, budget_rows, period_rows
-                ) or Reservations.read(organization, instants)
+                )
+                if reservations is None:
+                    raise _Stale
             funds_read = Funds.from_snapshot(organization, wallet_row, grant_rows)
         else:
             counters = _lock_counters(organization, wanted) if wanted else {}
@@ -517,8 +531,7 @@ def _store(
         positions = {key: counter.quantity for key, counter in counters.items()}
         for identity, quantity in used_up.items():
             counters[identity] = UsageCounter(quantity=quantity)  # read-only stand-in
-        funds = _LazyFunds(organization, now, enabled=funds_wanted, optimistic=optimistic,
-                           read=funds_read)  # fmt: skip
+        funds = _LazyFunds(organization, now, enabled=funds_wanted, read=funds_read)
         changed_counters: set[tuple[str, datetime]] = set()
 
         events, records, priced = [], [], []
@@ -630,7 +643,7 @@ def _store(
                     )
             if reservations is not None and reservations.crossed:
                 crossed = sorted(reservations.crossed)
-                transaction.on_commit(lambda: _sweep_soon(crossed))
+                on_commit(lambda: _sweep_soon(crossed))
     if funds.locked:
         return results, (funds.wallet_balance, funds.credit_balance)
     return results, (balance, credits)
@@ -737,11 +750,8 @@ class _LazyFunds:
     """The organisation's funds, locked the first time an event has something to pay and
     only if there is anything to take from (or a method that insists)."""
 
-    def __init__(
-        self, organization, at, *, enabled: bool, optimistic: bool = False, read=None
-    ) -> None:
+    def __init__(self, organization, at, *, enabled: bool, read=None) -> None:
         self.organization, self.at, self.enabled = organization, at, enabled
-        self.optimistic = optimistic
         self._read = read  # the funds as read without a lock, when already read
         self._funds: Funds | None = None
 
@@ -754,8 +764,7 @@ class _LazyFunds:
             if self._read is not None:
                 self._funds = self._read
             else:
-                read = Funds.read if self.optimistic else Funds.lock
-                self._funds = read(self.organization, at=self.at)
+                self._funds = Funds.lock(self.organization, at=self.at)
         return self._funds
 
     def take_credits(self, amount, **kwargs) -> bool:

@@ -16,6 +16,8 @@ from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
 from django.core.cache.backends.redis import RedisCache
 from rest_framework.throttling import BaseThrottle
 
+from billing_portal import monitoring
+
 logger = logging.getLogger(__name__)
 
 PERIODS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
@@ -43,7 +45,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         window_index = int(now // window)
         key = f"throttle:{api_key.prefix}:{window}:{window_index}"
         try:
-            count = _count(key, window + 1)
+            count = _count(key, window + 1, request=request, key_id=api_key.pk)
         except Exception:  # the cache is down: do not turn that into refusals
             logger.warning("Throttle cache unavailable; request let through", exc_info=True)
             return True
@@ -56,8 +58,9 @@ class ApiKeyRateThrottle(BaseThrottle):
         return max(self._wait, 1.0)
 
 
-def _count(key: str, timeout: int) -> int:
-    """Adds one to the window's counter and returns it."""
+def _count(key: str, timeout: int, *, request=None, key_id: int | None = None) -> int:
+    """Adds one to the window's counter and returns it. On Redis the same round trip adds
+    the request to its key's hourly counts (``monitoring``), which then need none."""
     backend = caches[DEFAULT_CACHE_ALIAS]
     if isinstance(backend, RedisCache):
         full_key = backend.make_and_validate_key(key)
@@ -65,7 +68,12 @@ def _count(key: str, timeout: int) -> int:
         with client.pipeline(transaction=False) as pipe:
             pipe.set(full_key, 0, ex=timeout, nx=True)
             pipe.incr(full_key)
-            return int(pipe.execute()[1])
+            if request is not None and key_id is not None:
+                monitoring.queue_key_counts(pipe, backend, [f"{key_id}:r"])
+            count = int(pipe.execute()[1])
+        if request is not None and key_id is not None:
+            request._request.key_request_counted = True
+        return count
     try:
         return cache.incr(key)
     except ValueError:

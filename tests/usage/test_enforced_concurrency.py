@@ -124,6 +124,10 @@ def test_a_hundred_concurrent_events_meet_budgets_credits_wallet_and_tiers_exact
 
 def test_an_event_is_decided_without_the_locks_and_a_refusal_under_them(enforced, key):
     before = decided_again()
+    status, _ = post(key, {"product_id": "tiered", "usage_amount": 1}, "opens")
+    assert status == 201
+    assert decided_again() == before + 1  # its counter did not exist: opened under the locks
+    before = decided_again()
     for n in range(10):
         status, _ = post(key, {"product_id": "tiered", "usage_amount": 1}, f"calm-{n}")
         assert status == 201
