@@ -22,6 +22,8 @@ from typing import Any
 
 from django.db import connection
 
+from billing_portal import prepared
+
 logger = logging.getLogger(__name__)
 
 
@@ -37,9 +39,11 @@ class Part:
     apply: Callable[[Any], bool]
 
 
-def take(parts: list[Part]) -> bool:
+def take(parts: list[Part], *, prepare: bool = False) -> bool:
     """Runs ``parts`` in one statement, in order; False as soon as a part's ``apply`` says
-    its condition no longer held (the caller rolls the transaction back)."""
+    its condition no longer held (the caller rolls the transaction back). With
+    ``prepare``, the statement's shape is prepared once per connection (``prepared``):
+    for shapes that recur, such as a single event's."""
     parts = [part for part in parts if part.ctes]
     if not parts:
         return True
@@ -51,9 +55,13 @@ def take(parts: list[Part]) -> bool:
             previous = name
         params += part.params
     sql = "WITH " + ", ".join(ctes) + " SELECT " + ", ".join(part.result for part in parts)
+    statement = prepared.statement(sql, params) if prepare else prepared.Statement(sql, params, 1)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(statement.sql, statement.params)
+        for _ in range(statement.count - 1):
+            cursor.nextset()
         row = cursor.fetchone()
+    statement.ran()
     return all(part.apply(value) for part, value in zip(parts, row, strict=True))
 
 
@@ -73,19 +81,22 @@ class Short:
     begun: bool = False
     callbacks: list[Callable[[], None]] = field(default_factory=list)
 
-    def begin(self, statements: list[tuple[str, list]]) -> tuple:
-        """BEGIN and ``statements`` (SQL, parameters) in one round trip; the row of the
-        last one. Each statement sees what committed before it started (READ COMMITTED),
-        so a lock taken by one is held before the next one reads."""
+    def begin(self, statements: list[prepared.Statement]) -> tuple:
+        """BEGIN and ``statements`` in one round trip; the row of the last one. Each
+        statement sees what committed before it started (READ COMMITTED), so a lock taken
+        by one is held before the next one reads."""
         assert not self.begun
-        sql = "; ".join(["BEGIN", *(statement for statement, _ in statements)])
-        params = [param for _, values in statements for param in values]
+        sql = "; ".join(["BEGIN", *(statement.sql for statement in statements)])
+        params = [param for statement in statements for param in statement.params]
         with connection.cursor() as cursor:
             self.begun = True
             cursor.execute(sql, params)
-            for _ in statements:
+            for _ in range(sum(statement.count for statement in statements)):
                 cursor.nextset()
-            return cursor.fetchone()
+            row = cursor.fetchone()
+        for statement in statements:
+            statement.ran()
+        return row
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         self.callbacks.append(callback)

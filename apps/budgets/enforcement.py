@@ -179,7 +179,7 @@ class Reservations:
         if not added:
             return hot_rows.Part([], [], "", bool)
         ids = sorted(added)
-        cases = " ".join("WHEN %s THEN %s" for _ in ids)
+        cases = " ".join("WHEN %s THEN %s::numeric" for _ in ids)
         params = [*ids]
         for pk in ids:
             params += [pk, added[pk][1]]

@@ -400,7 +400,7 @@ class Funds:
             ctes.append(("wallet_entries", "INSERT INTO customers_walletentry (wallet_id,"
                          " amount, kind, balance_after, reference, actor, reason, created_at)"
                          " SELECT wallet.id, v.amount, %s, wallet.balance + v.shift,"
-                         " v.reference, v.actor, v.reason, %s FROM wallet CROSS JOIN"
+                         " v.reference, v.actor, v.reason, %s::timestamptz FROM wallet CROSS JOIN"
                          f" (VALUES {rows}) AS v(amount, shift, reference, actor, reason)"
                          " RETURNING 1"))  # fmt: skip
             params += [total, now, self.wallet.pk, total, WalletEntry.Kind.DEDUCTION, now]

@@ -60,7 +60,7 @@ from apps.usage.selectors import (
     price_counter_key,
     price_depends_on_period,
 )
-from billing_portal import hot_rows, period_lock
+from billing_portal import hot_rows, period_lock, prepared
 from billing_portal.errors import PortalError
 
 logger = logging.getLogger(__name__)
@@ -474,7 +474,10 @@ def _store(
             )
             if short:
                 extra = opened.begin(
-                    [period_lock.shared_statement(organization.pk), ("SELECT " + sql, params)]
+                    [
+                        prepared.Statement(*period_lock.shared_statement(organization.pk), 1),
+                        prepared.statement("SELECT " + sql, params),
+                    ]
                 )
                 stamp = timezone.now()
             else:
@@ -629,7 +632,8 @@ def _store(
             if optimistic:
                 # The hot rows, last, in the lock order, in one statement, each checked;
                 # the rollup after them.
-                if hot and not hot_rows.take([*hot, _rollup_part(organization, records)]):
+                parts = [*hot, _rollup_part(organization, records)]
+                if hot and not hot_rows.take(parts, prepare=len(events) == 1):
                     raise _Stale
                 if reservations is not None:
                     _report_real_spent(results, reservations)
@@ -657,7 +661,7 @@ def _counters_part(counters: dict, positions: dict, priced: list) -> hot_rows.Pa
     keys = sorted(positions)
     moved = {counters[key].pk: counters[key].quantity - positions[key] for key in keys}
     ids = [counters[key].pk for key in keys]
-    cases = " ".join("WHEN %s THEN %s" for _ in ids)
+    cases = " ".join("WHEN %s THEN %s::numeric" for _ in ids)
     params = [*ids]
     for pk in ids:
         params += [pk, moved[pk]]
