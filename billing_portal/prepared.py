@@ -19,8 +19,14 @@ import re
 from dataclasses import dataclass
 
 from django.db import connection
+from psycopg import _queries
 
 MAX_PER_CONNECTION = 100  # shapes beyond it are sent as they are
+
+# psycopg remembers how it bound a statement's placeholders only for statements of up to
+# 50 parameters; a single event's hot statement has about 60, in a few shapes that recur
+# (its EXECUTE too): binding them anew each time costs more than the rest of its Python.
+_queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, 200)
 PLACEHOLDER = re.compile(r"%%|%s")
 
 

@@ -19,6 +19,7 @@ from apps.customers.models import Organization
 from apps.pricing.cost_engine import format_amount, to_minor_units
 from apps.pricing.periods import DAY, MONTH, WEEK, period_bounds
 from billing_portal import hot_rows
+from billing_portal.rows import unsaved
 
 PERIODS = {Budget.Period.DAILY: DAY, Budget.Period.WEEKLY: WEEK, Budget.Period.MONTHLY: MONTH}
 TOTAL_START = datetime(2000, 1, 1, tzinfo=UTC)  # the one period of a "total" budget
@@ -111,7 +112,7 @@ class Reservations:
         apply in memory; None if a period the events need does not exist yet (``lock``
         opens it)."""
         budgets = [
-            Budget(id=id, organization=organization, name=name, scope=scope,
+            unsaved(Budget, id=id, organization=organization, name=name, scope=scope,
                    service_type_id=service_type, product_id=product, api_key_id=api_key,
                    period=period, limit=Decimal(limit), currency=currency, is_hard=is_hard,
                    thresholds=thresholds, is_active=True)
@@ -130,8 +131,8 @@ class Reservations:
                 if (budget.pk, start) not in found:
                     return None
                 id, spent = found[(budget.pk, start)]
-                reservations.periods[(budget.pk, start)] = BudgetPeriod(
-                    id=id, budget=budget, starts_at=start, ends_at=end, spent=spent
+                reservations.periods[(budget.pk, start)] = unsaved(
+                    BudgetPeriod, id=id, budget=budget, starts_at=start, ends_at=end, spent=spent
                 )
         return reservations
 

@@ -20,6 +20,7 @@ from apps.customers.models import CreditEntry, CreditGrant, Organization, Wallet
 from apps.pricing.models import BillingMethod
 from billing_portal import hot_rows
 from billing_portal.errors import PortalError
+from billing_portal.rows import unsaved
 
 ZERO = Decimal(0)
 
@@ -303,7 +304,8 @@ class Funds:
             allocations[grant.pk] = part
             self._touched_grants.add(grant.pk)
             self.credit_entries.append(
-                CreditEntry(
+                unsaved(
+                    CreditEntry,
                     grant=grant,
                     amount=-part,
                     kind=CreditEntry.Kind.CONSUMPTION,
@@ -318,7 +320,8 @@ class Funds:
             return False
         self.wallet.balance -= amount
         self.wallet_entries.append(
-            WalletEntry(
+            unsaved(
+                WalletEntry,
                 wallet=self.wallet,
                 amount=-amount,
                 kind=WalletEntry.Kind.DEDUCTION,
@@ -347,15 +350,19 @@ class Funds:
     def from_snapshot(cls, organization: Organization, wallet_row, grant_rows) -> Funds:
         """The funds as ``snapshot_sql``'s columns read them, to allocate in memory."""
         if wallet_row is None:
-            wallet = Wallet(organization=organization, currency=organization.currency,
+            wallet = unsaved(Wallet, organization=organization, currency=organization.currency,
                             balance=ZERO, overdraft_limit=ZERO)  # fmt: skip
         else:
             id, balance, overdraft, currency = wallet_row
-            wallet = Wallet(id=id, organization=organization, balance=Decimal(balance),
+            wallet = unsaved(Wallet, id=id, organization=organization, balance=Decimal(balance),
                             overdraft_limit=Decimal(overdraft), currency=currency)  # fmt: skip
         grants = [
-            CreditGrant(
-                id=id, organization=organization, remaining=Decimal(remaining), currency=currency
+            unsaved(
+                CreditGrant,
+                id=id,
+                organization=organization,
+                remaining=Decimal(remaining),
+                currency=currency,
             )  # fmt: skip
             for id, remaining, currency in grant_rows or ()
         ]
@@ -378,14 +385,20 @@ class Funds:
                          " remaining - %s WHERE id = %s AND remaining >= %s AND {after}"
                          " RETURNING id, remaining"))  # fmt: skip
             params += [taken[grant.pk], grant.pk, taken[grant.pk]]
+        # The ledger entries as one array a column: a few parameters however many rows.
         if self.credit_entries:
-            rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(self.credit_entries))
             ctes.append(("credit_entries", "INSERT INTO customers_creditentry (grant_id,"
-                         f" amount, kind, reference, actor, created_at) VALUES {rows}"
-                         " RETURNING 1"))  # fmt: skip
-            for entry in self.credit_entries:
-                params += [entry.grant.pk, entry.amount, entry.kind, entry.reference,
-                           entry.actor, now]  # fmt: skip
+                         " amount, kind, reference, actor, created_at) SELECT v.grant_id,"
+                         " v.amount, %s, v.reference, v.actor, %s::timestamptz FROM"
+                         " unnest(%s::bigint[], %s::numeric[], %s::text[], %s::text[])"
+                         " WITH ORDINALITY AS v(grant_id, amount, reference, actor, n)"
+                         " WHERE {after} ORDER BY v.n RETURNING 1"))  # fmt: skip
+            entries = self.credit_entries
+            params += [CreditEntry.Kind.CONSUMPTION, now,
+                       [entry.grant.pk for entry in entries],
+                       [entry.amount for entry in entries],
+                       [entry.reference for entry in entries],
+                       [entry.actor for entry in entries]]  # fmt: skip
         entries = self.wallet_entries
         total = -sum((entry.amount for entry in entries), ZERO)
         shifts, so_far = [], ZERO  # balance_after = the balance after all of them + shift
@@ -393,7 +406,6 @@ class Funds:
             so_far -= entry.amount
             shifts.append(total - so_far)
         if entries:
-            rows = ", ".join(["(%s::numeric, %s::numeric, %s, %s, %s)"] * len(entries))
             ctes.append(("wallet", "UPDATE customers_wallet SET balance = balance - %s,"
                          " updated_at = %s WHERE id = %s AND balance - %s >= -overdraft_limit"
                          " AND {after} RETURNING id, balance"))  # fmt: skip
@@ -401,11 +413,14 @@ class Funds:
                          " amount, kind, balance_after, reference, actor, reason, created_at)"
                          " SELECT wallet.id, v.amount, %s, wallet.balance + v.shift,"
                          " v.reference, v.actor, v.reason, %s::timestamptz FROM wallet CROSS JOIN"
-                         f" (VALUES {rows}) AS v(amount, shift, reference, actor, reason)"
-                         " RETURNING 1"))  # fmt: skip
-            params += [total, now, self.wallet.pk, total, WalletEntry.Kind.DEDUCTION, now]
-            for entry, shift in zip(entries, shifts, strict=True):
-                params += [entry.amount, shift, entry.reference, entry.actor, entry.reason]
+                         " unnest(%s::numeric[], %s::numeric[], %s::text[], %s::text[],"
+                         " %s::text[]) WITH ORDINALITY AS v(amount, shift, reference, actor,"
+                         " reason, n) ORDER BY v.n RETURNING 1"))  # fmt: skip
+            params += [total, now, self.wallet.pk, total, WalletEntry.Kind.DEDUCTION, now,
+                       [entry.amount for entry in entries], shifts,
+                       [entry.reference for entry in entries],
+                       [entry.actor for entry in entries],
+                       [entry.reason for entry in entries]]  # fmt: skip
         granted = " UNION ALL ".join(f"SELECT id, remaining FROM grant_{i}"
                                      for i in range(len(grants)))  # fmt: skip
         result = "json_build_array({}, {})".format(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 DAY, WEEK, MONTH, YEAR = "day", "week", "month", "year"
@@ -40,6 +41,9 @@ def _midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=tz)
 
 
+# Pure and called for every event and budget (a batch's events mostly share an instant):
+# remembered for the instants seen last.
+@lru_cache(maxsize=8192)
 def period_bounds(
     instant: datetime, period: str, tz: ZoneInfo, anchor: datetime | None = None
 ) -> tuple[datetime, datetime]:
@@ -53,6 +57,7 @@ def period_bounds(
     return _midnight(start, tz), _midnight(_next(start, period), tz)
 
 
+@lru_cache(maxsize=8192)
 def local_day(instant: datetime, tz: ZoneInfo) -> date:
     return instant.astimezone(tz).date()
 

@@ -9,6 +9,7 @@ round trip budget (one ``nextval`` query for all of them).
 from __future__ import annotations
 
 import json
+from functools import cache
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
@@ -18,14 +19,22 @@ from billing_portal import hot_rows
 COPY_THRESHOLD = 20  # fewer rows: one plain INSERT is as quick
 
 
-def _column_values(instance: models.Model, fields: list[models.Field]) -> tuple:
-    values = []
-    for field in fields:
-        value = getattr(instance, field.attname)
-        if isinstance(field, models.JSONField):
-            value = json.dumps(value, cls=field.encoder or DjangoJSONEncoder)
-        values.append(value)
-    return tuple(values)
+@cache
+def _columns(fields: tuple[models.Field, ...]) -> tuple:
+    return tuple(
+        (field.attname, (field.encoder or DjangoJSONEncoder)
+         if isinstance(field, models.JSONField) else None)
+        for field in fields
+    )  # fmt: skip
+
+
+def _column_values(instance: models.Model, columns: tuple) -> tuple:
+    """The row of ``instance`` for ``columns`` (``_columns`` of the fields written)."""
+    attributes = instance.__dict__
+    return tuple(
+        attributes[attname] if encoder is None else json.dumps(attributes[attname], cls=encoder)
+        for attname, encoder in columns
+    )
 
 
 def insert(model: type[models.Model], instances: list[models.Model]) -> None:
@@ -48,11 +57,12 @@ def insert(model: type[models.Model], instances: list[models.Model]) -> None:
         for instance, pk in zip(instances, ids, strict=True):
             instance.pk = pk
             instance._state.adding = False
-        fields = list(meta.concrete_fields)
+        fields = tuple(meta.concrete_fields)
         columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        columns_of = _columns(fields)
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for instance in instances:
-                copy.write_row(_column_values(instance, fields))
+                copy.write_row(_column_values(instance, columns_of))
 
 
 def insert_single_event(event, record, billing_event, also: tuple[str, list] | None = None) -> None:
@@ -118,7 +128,8 @@ def _single_event_ctes(event, record, billing_event) -> tuple[list[tuple[str, st
         meta = type(instance)._meta
         fields = [f for f in meta.concrete_fields if not f.primary_key]
         columns, values = [], []
-        for field, value in zip(fields, _column_values(instance, fields), strict=True):
+        values_of = _column_values(instance, _columns(tuple(fields)))
+        for field, value in zip(fields, values_of, strict=True):
             columns.append(connection.ops.quote_name(field.column))
             if link and field.column == link[0]:
                 values.append(f"(SELECT id FROM {link[1]})")

@@ -62,6 +62,7 @@ from apps.usage.selectors import (
 )
 from billing_portal import hot_rows, period_lock, prepared
 from billing_portal.errors import PortalError
+from billing_portal.rows import unsaved
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -373,7 +374,8 @@ def _counters_from_snapshot(organization, wanted, rows, counter_starts) -> dict 
     for id, key, index, quantity in rows or ():
         start = counter_starts[index - 1]
         if (key, start) in wanted:
-            counters[(key, start)] = UsageCounter(
+            counters[(key, start)] = unsaved(
+                UsageCounter,
                 id=id, organization=organization, key=key, period_start=start,
                 period_end=wanted[(key, start)][2], quantity=Decimal(quantity),
             )  # fmt: skip
@@ -551,7 +553,8 @@ def _store(
             priced.append((candidate, quote))
             event = candidate.event
             events.append(
-                UsageEvent(
+                unsaved(
+                    UsageEvent,
                     organization=organization,
                     idempotency_key=event.idempotency_key,
                     fingerprint=event.fingerprint,
@@ -579,7 +582,8 @@ def _store(
 
         if events:
             billing_events = [
-                BillingEvent(
+                unsaved(
+                    BillingEvent,
                     record=record,
                     from_status="",
                     to_status=record.status,
@@ -839,7 +843,8 @@ def _price_and_pay(
         counters[candidate.inclusion_key[:2]].quantity += quote.breakdown.included_quantity
         changed.add(candidate.inclusion_key[:2])
 
-    record = BillingRecord(
+    record = unsaved(
+        BillingRecord,
         billing_id=billing_id,
         user_id=candidate.event.user_id,
         product=candidate.product,
@@ -935,21 +940,27 @@ def daily_usage_upsert(
         "organization_id", "product_id", "service_type", "user_id", "billing_method", "day",
         "quantity", "cost", "event_count",
     ]  # fmt: skip
-    rows, params = [], []
     # Rows in one order (that of the unique key), so that two upserts cannot deadlock.
-    ordered = sorted(totals.items(), key=lambda item: (item[0][0], *item[0][2:]))
-    for (product_id, service_type, user_id, method, day), (quantity, cost, count) in ordered:
-        rows.append("(" + ", ".join(["%s"] * len(columns)) + ")")
-        params += [organization.pk, product_id, service_type, user_id, method, day, quantity]
-        params += [cost, count]
-    source = f"VALUES {', '.join(rows)}"
-    if after_hot_rows:
-        typed = "(%s::bigint, %s::bigint, %s::text, %s::text, %s::text, %s::date, %s::numeric,"
-        typed += " %s::numeric, %s::bigint)"
-        source = (
-            f"SELECT * FROM (VALUES {', '.join([typed] * len(rows))})"
-            f" AS v({', '.join(columns)}) WHERE {{after}}"
+    ordered = [
+        (organization.pk, product_id, service_type, user_id, method, day, *total)
+        for (product_id, service_type, user_id, method, day), total in sorted(
+            totals.items(), key=lambda item: (item[0][0], *item[0][2:])
         )
+    ]
+    if after_hot_rows:
+        # One array a column (PostgreSQL): nine parameters however many rows.
+        types = ["bigint", "bigint", "text", "text", "text", "date", "numeric", "numeric",
+                 "bigint"]  # fmt: skip
+        arrays = ", ".join(f"%s::{kind}[]" for kind in types)
+        source = (
+            f"SELECT {', '.join(columns)} FROM unnest({arrays}) WITH ORDINALITY"
+            f" AS v({', '.join(columns)}, n) WHERE {{after}} ORDER BY n"
+        )
+        params = [list(column) for column in zip(*ordered, strict=True)]
+    else:
+        row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        source = f"VALUES {', '.join([row] * len(ordered))}"
+        params = [value for values in ordered for value in values]
     sql = (
         f"INSERT INTO {table} ({', '.join(columns)}) {source} "
         "ON CONFLICT (organization_id, product_id, user_id, billing_method, day) DO UPDATE SET "

@@ -1,0 +1,43 @@
+"""Unsaved model instances built without ``Model.__init__``'s per-field machinery.
+
+Ingestion builds thousands of instances a batch (events, billing records, ledger entries)
+and a dozen a single event; ``Model(**values)`` spends about 20 µs on each (descriptors,
+keyword checks, signals), ``unsaved`` about a fifth of that for the same instance: every
+concrete field set from ``values`` (by name, a relation given as its object, or by
+attname) or from its default, and the relations' objects cached as Django caches them.
+Only for models without ``pre_init``/``post_init`` receivers (the ingestion's have none).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from django.db import models
+from django.db.models.base import ModelState
+
+
+@cache
+def _fields(model: type[models.Model]) -> tuple:
+    return tuple(
+        (field.name, field.attname, field.is_relation, field.get_default)
+        for field in model._meta.concrete_fields
+    )
+
+
+def unsaved(model: type[models.Model], **values) -> models.Model:
+    instance = model.__new__(model)
+    state = instance._state = ModelState()
+    attributes = instance.__dict__
+    for name, attname, relation, default in _fields(model):
+        if name in values:
+            value = values[name]
+            if relation:
+                attributes[attname] = None if value is None else value.pk
+                state.fields_cache[name] = value
+            else:
+                attributes[attname] = value
+        elif attname in values:
+            attributes[attname] = values[attname]
+        else:
+            attributes[attname] = default()
+    return instance
