@@ -16,10 +16,19 @@ from django.db import models
 from django.db.models.base import ModelState
 
 
+def _default(field: models.Field) -> tuple[object, bool]:
+    """(the default, whether it is a callable to call each time), as Django gives it."""
+    if field.has_default():
+        return field.default, callable(field.default)
+    if field.has_db_default():
+        return field.get_default, True
+    return field.get_default(), False  # None, or "" for a string field
+
+
 @cache
 def _fields(model: type[models.Model]) -> tuple:
     return tuple(
-        (field.name, field.attname, field.is_relation, field.get_default)
+        (field.name, field.attname, field.is_relation, *_default(field))
         for field in model._meta.concrete_fields
     )
 
@@ -28,7 +37,7 @@ def unsaved(model: type[models.Model], **values) -> models.Model:
     instance = model.__new__(model)
     state = instance._state = ModelState()
     attributes = instance.__dict__
-    for name, attname, relation, default in _fields(model):
+    for name, attname, relation, default, call in _fields(model):
         if name in values:
             value = values[name]
             if relation:
@@ -39,5 +48,5 @@ def unsaved(model: type[models.Model], **values) -> models.Model:
         elif attname in values:
             attributes[attname] = values[attname]
         else:
-            attributes[attname] = default()
+            attributes[attname] = default() if call else default
     return instance

@@ -67,19 +67,26 @@ class PriceSheet:
     def rule_at(self, dimension: str, instant: datetime) -> RuleVersion | None:
         """The plan's own version in force, else the catalog's — which is priced in the
         catalog currency, so it serves only plans in that currency."""
-        own = [v for v in self.versions if v.plan_id is not None and v.dimension == dimension]
-        catalog = [
-            v
-            for v in self.versions
-            if v.plan_id is None
-            and v.dimension == dimension
-            and self.plan_currency == settings.CATALOG_CURRENCY
-        ]
-        for candidates in (own, catalog):
-            for version in candidates:
-                if version.covers(instant):
-                    return version
+        for version in self._candidates(settings.CATALOG_CURRENCY).get(dimension, ()):
+            if version.covers(instant):
+                return version
         return None
+
+    def _candidates(self, catalog_currency: str) -> dict[str, tuple[RuleVersion, ...]]:
+        """Each dimension's versions in the order ``rule_at`` tries them (the plan's own,
+        then the catalog's), worked out once per sheet (and catalog currency)."""
+        held = self.__dict__.get("_candidates_for")
+        if held is None or held[0] != catalog_currency:
+            serves = self.plan_currency == catalog_currency
+            by_dimension: dict[str, tuple[RuleVersion, ...]] = {}
+            for dimension in dict.fromkeys(v.dimension for v in self.versions):
+                versions = [v for v in self.versions if v.dimension == dimension]
+                own = [v for v in versions if v.plan_id is not None]
+                catalog = [v for v in versions if v.plan_id is None and serves]
+                by_dimension[dimension] = (*own, *catalog)
+            held = (catalog_currency, by_dimension)
+            self.__dict__["_candidates_for"] = held  # (a frozen dataclass: its own memo)
+        return held[1]
 
 
 @dataclass(frozen=True)

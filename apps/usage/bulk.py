@@ -125,20 +125,24 @@ def _single_event_ctes(event, record, billing_event) -> tuple[list[tuple[str, st
         ("r", record, ("event_id", "e")),
         ("b", billing_event, ("record_id", "r")),
     ):
-        meta = type(instance)._meta
-        fields = [f for f in meta.concrete_fields if not f.primary_key]
-        columns, values = [], []
-        values_of = _column_values(instance, _columns(tuple(fields)))
-        for field, value in zip(fields, values_of, strict=True):
-            columns.append(connection.ops.quote_name(field.column))
-            if link and field.column == link[0]:
-                values.append(f"(SELECT id FROM {link[1]})")
-            else:
-                values.append("%s")
-                params.append(value)
-        table = connection.ops.quote_name(meta.db_table)
-        statement = (
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values)}) RETURNING id"
-        )
+        statement, columns = _linked_insert(type(instance), link)
+        params += _column_values(instance, columns)
         ctes.append((alias, statement))
     return ctes, params
+
+
+@cache
+def _linked_insert(model: type[models.Model], link: tuple[str, str] | None) -> tuple[str, tuple]:
+    """The INSERT of one ``model`` row whose ``link`` column (column, CTE) is the id the
+    CTE returned, and the columns (``_columns``) of its parameters, in order."""
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    given = tuple(field for field in fields if not link or field.column != link[0])
+    quote = connection.ops.quote_name
+    values = [f"(SELECT id FROM {link[1]})" if link and field.column == link[0] else "%s"
+              for field in fields]  # fmt: skip
+    statement = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
+        f" VALUES ({', '.join(values)}) RETURNING id"
+    )
+    return statement, _columns(given)
