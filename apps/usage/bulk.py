@@ -96,9 +96,12 @@ def insert_single_event(event, record, billing_event, also: tuple[str, list] | N
 
 
 def single_event_part(event, record, billing_event) -> hot_rows.Part:
-    """The same three inserts as the first part of a hot statement (``hot_rows``), so the
-    event and the hot rows it changes are one round trip (PostgreSQL)."""
-    ctes, params = _single_event_ctes(event, record, billing_event)
+    """The same three inserts as a part of a hot statement (``hot_rows``), so the event
+    and the hot rows it changes are one round trip (PostgreSQL). After the hot rows, as
+    the locked path inserts too: a twin of the event (same key) deciding under the locks
+    holds the hot rows when it inserts the key, so neither can hold what the other waits
+    for."""
+    ctes, params = _single_event_ctes(event, record, billing_event, chained=True)
 
     def apply(ids) -> bool:
         _inserted(event, record, billing_event, ids)
@@ -118,7 +121,9 @@ def _inserted(event, record, billing_event, ids) -> None:
     billing_event.record = record
 
 
-def _single_event_ctes(event, record, billing_event) -> tuple[list[tuple[str, str]], list]:
+def _single_event_ctes(
+    event, record, billing_event, *, chained: bool = False
+) -> tuple[list[tuple[str, str]], list]:
     params = []
     ctes = []
     for alias, instance, link in (
@@ -126,22 +131,29 @@ def _single_event_ctes(event, record, billing_event) -> tuple[list[tuple[str, st
         ("r", record, ("event_id", "e")),
         ("b", billing_event, ("record_id", "r")),
     ):
-        statement, columns = _linked_insert(type(instance), link)
+        statement, columns = _linked_insert(type(instance), link, chained and link is None)
         params += _column_values(instance, columns)
         ctes.append((alias, statement))
     return ctes, params
 
 
 @cache
-def _linked_insert(model: type[models.Model], link: tuple[str, str] | None) -> tuple[str, tuple]:
+def _linked_insert(
+    model: type[models.Model], link: tuple[str, str] | None, chained: bool = False
+) -> tuple[str, tuple]:
     """The INSERT of one ``model`` row whose ``link`` column (column, CTE) is the id the
-    CTE returned, and the columns (``_columns``) of its parameters, in order."""
+    CTE returned, and the columns (``_columns``) of its parameters, in order. ``chained``:
+    its first value waits for ``{after}`` (``hot_rows``), which orders it after the part
+    before it."""
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     given = tuple(field for field in fields if not link or field.column != link[0])
     quote = connection.ops.quote_name
     values = [f"(SELECT id FROM {link[1]})" if link and field.column == link[0] else "%s"
               for field in fields]  # fmt: skip
+    if chained:
+        first = fields[0]
+        values[0] = f"(SELECT %s::{first.cast_db_type(connection)} WHERE {{after}})"
     statement = (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
         f" VALUES ({', '.join(values)}) RETURNING id"

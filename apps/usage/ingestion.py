@@ -604,8 +604,8 @@ def _store(
                 if funds.locked:
                     hot.append(funds.hot_part())
                 hot = [part for part in hot if part.ctes]
-            if len(events) == 1 and hot:  # the event and the hot rows: one statement
-                hot.insert(0, bulk.single_event_part(events[0], records[0], billing_events[0]))
+            if len(events) == 1 and hot:  # the hot rows and the event: one statement
+                hot.append(bulk.single_event_part(events[0], records[0], billing_events[0]))
             elif len(events) == 1:  # with its rollup, in one statement
                 bulk.insert_single_event(
                     events[0],
