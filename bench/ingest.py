@@ -408,14 +408,15 @@ def main() -> None:
         say(f"\n2-5. single posts, closed loop, 8 clients: the enforced and bare organisations,"
             f" the fleet over 50 organisations and the three-write ceiling, in turn,"
             f" {rounds} rounds of {seconds / rounds:.0f} s each")  # fmt: skip
-        singles = {target.label: [0, 0.0] for target in (enforced, bare, fleet, ceiling)}
+        turns = {"enforced singles": enforced, "bare singles": bare, "fleet singles": fleet,
+                 "ceiling": ceiling}  # fmt: skip
+        singles = {name: [0, 0.0] for name in turns}
         for _ in range(rounds):
-            for target in (enforced, bare, fleet, ceiling):
+            for name, target in turns.items():
                 count, elapsed = closed_loop(port, target, 8, seconds / rounds, 1)
-                singles[target.label][0] += count
-                singles[target.label][1] += elapsed
-        for label, (count, elapsed) in singles.items():
-            figures["ceiling" if label == "ceiling" else f"{label} singles"] = (count, elapsed)
+                singles[name][0] += count
+                singles[name][1] += elapsed
+        figures.update({name: tuple(totals) for name, totals in singles.items()})
         for number, target in ((2, enforced), (3, bare)):
             say(f"\n{number}. {target.label}: 1,000-event batches, closed loop, 2 clients,"
                 f" {seconds} s")  # fmt: skip
