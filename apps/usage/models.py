@@ -25,7 +25,11 @@ class UsageEvent(models.Model):
     """One accepted unit of usage; immutable once accepted. ``(organization,
     idempotency_key)`` is unique: a retried post never records twice."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    # Reads by organisation use the composite indexes below, which start with it: a
+    # single-column index of its own would only cost every insert.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     idempotency_key = models.CharField(max_length=255)
     # SHA-256 of the event's canonical content: the same key with other content is a
     # conflict, not a retry.
@@ -74,7 +78,11 @@ class BillingRecord(models.Model):
     event = models.OneToOneField(
         UsageEvent, on_delete=models.PROTECT, related_name="billing_record"
     )
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    # Reads by organisation use the composite indexes below, which start with it: a
+    # single-column index of its own would only cost every insert.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     user_id = models.CharField(max_length=255, blank=True, default="")
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
     service_type = models.CharField(max_length=64)
@@ -119,7 +127,10 @@ class BillingRecord(models.Model):
 class BillingEvent(AppendOnlyModel):
     """One transition of a billing record's status (seed 003's billing_events)."""
 
-    record = models.ForeignKey(BillingRecord, on_delete=models.PROTECT, related_name="events")
+    # (Its index is the composite one below, which starts with it.)
+    record = models.ForeignKey(
+        BillingRecord, on_delete=models.PROTECT, related_name="events", db_index=False
+    )
     from_status = models.CharField(max_length=16, blank=True, default="")
     to_status = models.CharField(max_length=16, choices=BillingStatus.choices)
     billing_method = models.CharField(max_length=32, choices=BillingMethod.choices)
