@@ -162,6 +162,17 @@ def ingest(
             raise
         logger.warning("Ingestion deadlocked; running the batch once more", exc_info=True)
         outcomes = _ingest_once(organization, events, api_key, actor, retry=True)
+    if (
+        len(events) == 1
+        and outcomes[0].status == Outcome.REJECTED
+        and not isinstance(outcomes[0].error, IdempotencyConflict)
+        and UsageEvent.objects.filter(
+            organization=organization, idempotency_key=events[0].idempotency_key
+        ).exists()
+    ):
+        # A single event is decided before its key is looked up: refused, it may be the
+        # retry of one already stored (the budget filled up since), and that is its answer.
+        outcomes = _ingest_once(organization, events, api_key, actor, retry=True)
     _count(outcomes)
     return outcomes
 

@@ -95,6 +95,30 @@ def test_a_retry_with_the_same_key_returns_the_first_answer_and_bills_nothing(
     assert DailyUsage.objects.get().event_count == 1
 
 
+def test_a_retry_after_the_budget_filled_up_is_answered_as_the_stored_event(
+    api_client, key, calls, org
+):
+    """The client never got the first answer (a timeout, a crash); by its retry the hard
+    budget is full. The event was recorded: the retry is its duplicate, not a refusal."""
+    from apps.budgets.models import Budget
+    from apps.budgets.services import save_budget
+
+    save_budget(Budget(organization=org, name="Month", limit=D("1.00"), currency="USD"))
+    body = {"product_id": "calls", "usage_amount": 60}
+    first = record(api_client, key, body, idempotency_key="evt-1")
+    filled = record(api_client, key, {**body, "usage_amount": 40}, idempotency_key="evt-2")
+    refused = record(api_client, key, {**body, "usage_amount": 1}, idempotency_key="evt-3")
+
+    retry = record(api_client, key, body, idempotency_key="evt-1")
+
+    assert (first.status_code, filled.status_code, refused.status_code) == (201, 201, 402)
+    assert retry.status_code == 200 and retry.json()["duplicate"] is True
+    assert retry.json()["billing_id"] == first.json()["billing_id"]
+    assert UsageEvent.objects.count() == 2
+    other = record(api_client, key, {**body, "usage_amount": 61}, idempotency_key="evt-1")
+    assert other.status_code == 409 and error_code(other) == "idempotency_conflict"
+
+
 def test_the_same_key_with_another_payload_is_409(api_client, key, calls):
     record(api_client, key, {"product_id": "calls", "usage_amount": 1}, idempotency_key="e")
 
