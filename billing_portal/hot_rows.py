@@ -57,11 +57,7 @@ def take(parts: list[Part], *, prepare: bool = False) -> bool:
     sql = "WITH " + ", ".join(ctes) + " SELECT " + ", ".join(part.result for part in parts)
     statement = prepared.statement(sql, params) if prepare else prepared.Statement(sql, params, 1)
     with connection.cursor() as cursor:
-        cursor.execute(statement.sql, statement.params)
-        for _ in range(statement.count - 1):
-            cursor.nextset()
-        row = cursor.fetchone()
-    statement.ran()
+        row = statement.run(cursor)
     return all(part.apply(value) for part, value in zip(parts, row, strict=True))
 
 

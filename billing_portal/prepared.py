@@ -40,6 +40,15 @@ class Statement:
     count: int
     _prepared: tuple[dict, str, str] | None = None  # (the connection's names, sql, name)
 
+    def run(self, cursor) -> tuple | None:
+        """Sends it on ``cursor``; the row of its last statement (the EXECUTE)."""
+        cursor.execute(self.sql, self.params)
+        for _ in range(self.count - 1):
+            cursor.nextset()
+        row = cursor.fetchone()
+        self.ran()
+        return row
+
     def ran(self) -> None:
         if self._prepared is not None:
             names, sql, name = self._prepared

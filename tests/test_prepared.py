@@ -20,12 +20,7 @@ def sql(request) -> str:
 
 def run(statement: prepared.Statement):
     with connection.cursor() as cursor:
-        cursor.execute(statement.sql, statement.params)
-        for _ in range(statement.count - 1):
-            cursor.nextset()
-        row = cursor.fetchone()
-    statement.ran()
-    return row
+        return statement.run(cursor)
 
 
 def session_statements() -> set[str]:
