@@ -37,7 +37,8 @@ def _next(start: date, period: str) -> date:
     return start.replace(year=start.year + 1)
 
 
-def _midnight(day: date, tz: ZoneInfo) -> datetime:
+def midnight(day: date, tz: ZoneInfo) -> datetime:
+    """The local midnight that starts ``day`` in ``tz``."""
     return datetime(day.year, day.month, day.day, tzinfo=tz)
 
 
@@ -54,7 +55,7 @@ def period_bounds(
         return anchored_month_bounds(instant, anchor)
     local_day = instant.astimezone(tz).date()
     start = _start_of(local_day, period)
-    return _midnight(start, tz), _midnight(_next(start, period), tz)
+    return midnight(start, tz), midnight(_next(start, period), tz)
 
 
 @lru_cache(maxsize=8192)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet, Sum
@@ -13,7 +13,7 @@ from apps.budgets.models import Budget
 from apps.customers.models import Organization
 from apps.pricing.cost_engine import PricingModel
 from apps.pricing.models import BillingMethod
-from apps.pricing.periods import MONTH, local_day
+from apps.pricing.periods import MONTH, local_day, midnight
 from apps.usage.models import BillingRecord, BillingStatus, DailyUsage, UsageCounter
 
 ZERO = Decimal(0)
@@ -109,13 +109,13 @@ def billing_records(
     if product_code:
         queryset = queryset.filter(product__code=product_code)
     # Ranges on the column itself (not on its date), so the (organisation, created_at)
-    # index serves them; days are UTC days.
+    # index serves them; days are the organisation's local days, as its rollup's are (UTC
+    # days platform-wide).
+    tz = organization.tz if organization is not None else UTC
     if start:
-        queryset = queryset.filter(created_at__gte=datetime.combine(start, time.min, UTC))
+        queryset = queryset.filter(created_at__gte=midnight(start, tz))
     if end:
-        queryset = queryset.filter(
-            created_at__lt=datetime.combine(end + timedelta(days=1), time.min, UTC)
-        )
+        queryset = queryset.filter(created_at__lt=midnight(end + timedelta(days=1), tz))
     return queryset.order_by("-created_at", "-id")
 
 

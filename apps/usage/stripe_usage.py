@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import stripe
@@ -38,6 +38,7 @@ from djstripe import models as djstripe
 
 from apps.customers import billing
 from apps.pricing.models import BillingMethod, Product
+from apps.pricing.periods import midnight
 from apps.pricing.stripe_catalog import METER_SCALE
 from apps.usage.models import (
     BillingEvent,
@@ -103,11 +104,11 @@ def report_organization(organization_id, customer_id, products, *, now, run: Run
             .annotate(cost=Sum("cost"))
             .order_by("day", "product_id")
         )
-        boundaries = period_boundaries(organization, customer_id, since=_midnight(since, tz))
+        boundaries = period_boundaries(organization, customer_id, since=midnight(since, tz))
         owed = []
         for row in costs:
             product, day = products[row["product_id"]], row["day"]
-            start, end = _midnight(day, tz), _midnight(day + timedelta(days=1), tz)
+            start, end = midnight(day, tz), midnight(day + timedelta(days=1), tz)
             inside = [b for b in boundaries if start < b < end]
             for segment in _segments(organization, product, row["cost"], start, end, inside):
                 owed.append((product, day, segment))
@@ -134,10 +135,6 @@ class Segment:
     start: datetime | None
     cost: Decimal
     stamp: datetime
-
-
-def _midnight(day, tz) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=tz)
 
 
 def period_boundaries(organization, customer_id: str, *, since: datetime) -> list[datetime]:

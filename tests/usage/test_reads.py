@@ -1,9 +1,11 @@
 from decimal import Decimal as D
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
 
 from apps.customers import wallets
+from tests.clock import instant, travel
 from tests.http import bearer
 
 pytestmark = pytest.mark.django_db
@@ -119,3 +121,27 @@ def test_the_wallet_shows_balance_and_grants(api_client, key, org):
     assert body["wallet_balance"] == "12.50"
     assert body["credit_balance"] == "3.00"
     assert body["credit_grants"][0]["reason"] == "welcome"
+
+
+@pytest.mark.parametrize("at", ["2026-12-07 23:30", "2026-11-30 23:30", "2026-12-01 00:30"])
+def test_ranges_end_on_the_organisations_own_day(api_client, key, service_key, calls, at):
+    """Late in the UTC evening Berlin (the organisation's zone) is already on the next day:
+    the default range ends on the organisation's today, and platform-wide on the latest
+    date any zone has reached, so the newest rollup day is counted."""
+    events = [{"event_id": "a", "product_id": "calls", "usage_amount": 3, "user_id": "alice"}]
+    with travel(at):
+        response = api_client.post(
+            "/api/v1/usage/batch", {"events": events}, format="json", **bearer(key)
+        )
+        assert response.json()["accepted"] == 1
+        own = get(api_client, key, "stats")
+        platform = get(api_client, service_key, "stats")
+        records = get(api_client, key, "billing/records")
+
+    berlin = instant(at).astimezone(ZoneInfo("Europe/Berlin"))
+    assert own["stats_period_end"] == berlin.date().isoformat()
+    assert D(own["total_revenue"]) == D("0.03") and own["total_billing_records"] == 1
+    assert D(platform["total_revenue"]) == D("0.03") and platform["active_organizations"] == 1
+    assert [r["billing_id"] for r in records["results"]] == [
+        response.json()["results"][0]["billing_id"]
+    ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, timedelta
 from decimal import Decimal
 
 from django.utils import timezone
@@ -46,6 +46,20 @@ def _present(record) -> dict:
     return present_record(record, organization_slug=record.organization.slug)
 
 
+# The latest local date on earth (UTC+14): platform-wide, each organisation's days are its
+# own, and the range that ends today must hold the day of each of them.
+LATEST_OFFSET = timedelta(hours=14)
+
+
+def today_of(organization) -> date:
+    """Today for a read of ``organization``'s days (its rollup's, in its time zone), or
+    platform-wide (None) the latest date any time zone has reached."""
+    now = timezone.now()
+    if organization is not None:
+        return now.astimezone(organization.tz).date()
+    return (now.astimezone(UTC) + LATEST_OFFSET).date()
+
+
 class RangeSerializer(serializers.Serializer):
     organization_id = serializers.CharField(required=False)
     start_date = CalendarDateField(required=False)
@@ -54,7 +68,7 @@ class RangeSerializer(serializers.Serializer):
     product_id = serializers.CharField(required=False)
 
     def validate(self, attrs):
-        today = timezone.now().date()
+        today = today_of(self.context.get("organization"))
         attrs.setdefault("end_date", today)
         attrs.setdefault("start_date", attrs["end_date"] - timedelta(days=29))
         if attrs["start_date"] > attrs["end_date"]:
@@ -150,11 +164,14 @@ class RecordListApi(APIView):
         responses=OutputSerializer,
     )
     def get(self, request: Request) -> Response:
-        params = self.InputSerializer(data=request.query_params)
+        organization = optional_organization(request)
+        params = self.InputSerializer(
+            data=request.query_params, context={"organization": organization}
+        )
         params.is_valid(raise_exception=True)
         data = params.validated_data
         records = selectors.billing_records(
-            organization=optional_organization(request),
+            organization=organization,
             user_id=data.get("user_id"),
             status=data.get("status"),
             **_range_filters(data),
@@ -253,11 +270,12 @@ class StatsApi(APIView):
         operation_id="stats_retrieve", parameters=[RangeSerializer], responses=OutputSerializer
     )
     def get(self, request: Request) -> Response:
-        params = RangeSerializer(data=request.query_params)
+        organization = optional_organization(request)
+        params = RangeSerializer(data=request.query_params, context={"organization": organization})
         params.is_valid(raise_exception=True)
         data = params.validated_data
         stats = selectors.billing_stats(
-            organization=optional_organization(request),
+            organization=organization,
             start=data["start_date"],
             end=data["end_date"],
         )
@@ -328,10 +346,12 @@ class AggregationsApi(APIView):
         operation_id="usage_aggregations", parameters=[InputSerializer], responses=OutputSerializer
     )
     def get(self, request: Request) -> Response:
-        params = self.InputSerializer(data=request.query_params)
+        organization = optional_organization(request)
+        params = self.InputSerializer(
+            data=request.query_params, context={"organization": organization}
+        )
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        organization = optional_organization(request)
         rows = selectors.usage_aggregations(
             group_by=data["group_by"],
             organization=organization,
@@ -417,10 +437,12 @@ class TopConsumersApi(APIView):
         operation_id="usage_top_consumers", parameters=[InputSerializer], responses=OutputSerializer
     )
     def get(self, request: Request) -> Response:
-        params = self.InputSerializer(data=request.query_params)
+        organization = optional_organization(request)
+        params = self.InputSerializer(
+            data=request.query_params, context={"organization": organization}
+        )
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        organization = optional_organization(request)
         rows = selectors.top_consumers(
             organization=organization, limit=data["limit"], **_range_filters(data)
         )
