@@ -39,11 +39,12 @@ class Part:
     apply: Callable[[Any], bool]
 
 
-def take(parts: list[Part], *, prepare: bool = False) -> bool:
+def take(parts: list[Part], *, prepare: bool = False, cursor=None) -> bool:
     """Runs ``parts`` in one statement, in order; False as soon as a part's ``apply`` says
     its condition no longer held (the caller rolls the transaction back). With
     ``prepare``, the statement's shape is prepared once per connection (``prepared``):
-    for shapes that recur, such as a single event's."""
+    for shapes that recur, such as a single event's. ``cursor``: one to send it on (a
+    ``short`` transaction's), else a new one."""
     parts = [part for part in parts if part.ctes]
     if not parts:
         return True
@@ -56,8 +57,11 @@ def take(parts: list[Part], *, prepare: bool = False) -> bool:
         params += part.params
     sql = "WITH " + ", ".join(ctes) + " SELECT " + ", ".join(part.result for part in parts)
     statement = prepared.statement(sql, params) if prepare else prepared.Statement(sql, params, 1)
-    with connection.cursor() as cursor:
+    if cursor is not None:
         row = statement.run(cursor)
+    else:
+        with connection.cursor() as cursor:
+            row = statement.run(cursor)
     return all(part.apply(value) for part, value in zip(parts, row, strict=True))
 
 
@@ -72,10 +76,12 @@ def can_be_short() -> bool:
 
 @dataclass
 class Short:
-    """A transaction opened by ``short``; ``on_commit`` callbacks run once it committed."""
+    """A transaction opened by ``short``; ``on_commit`` callbacks run once it committed.
+    Its statements share one cursor (``cursor``, once begun)."""
 
     begun: bool = False
     callbacks: list[Callable[[], None]] = field(default_factory=list)
+    cursor: Any = None
 
     def begin(self, statements: list[prepared.Statement]) -> tuple:
         """BEGIN and ``statements`` in one round trip; the row of the last one. Each
@@ -84,12 +90,12 @@ class Short:
         assert not self.begun
         sql = "; ".join(["BEGIN", *(statement.sql for statement in statements)])
         params = [param for statement in statements for param in statement.params]
-        with connection.cursor() as cursor:
-            self.begun = True
-            cursor.execute(sql, params)
-            for _ in range(sum(statement.count for statement in statements)):
-                cursor.nextset()
-            row = cursor.fetchone()
+        cursor = self.cursor = connection.cursor()
+        self.begun = True
+        cursor.execute(sql, params)
+        for _ in range(sum(statement.count for statement in statements)):
+            cursor.nextset()
+        row = cursor.fetchone()
         for statement in statements:
             statement.ran()
         return row
@@ -111,14 +117,14 @@ def short() -> Iterator[Short]:
     except BaseException:
         if transaction.begun:
             try:
-                with connection.cursor() as cursor:
+                with transaction.cursor as cursor:
                     cursor.execute("ROLLBACK")
             except Exception:  # the connection is gone: so is the transaction
                 logger.warning("Could not roll back; closing the connection", exc_info=True)
                 connection.close()
         raise
     if transaction.begun:
-        with connection.cursor() as cursor:
+        with transaction.cursor as cursor:
             cursor.execute("COMMIT")
         for callback in transaction.callbacks:
             callback()

@@ -50,3 +50,21 @@ def unsaved(model: type[models.Model], **values) -> models.Model:
         else:
             attributes[attname] = default() if call else default
     return instance
+
+
+@cache
+def _relation(model: type[models.Model], name: str) -> tuple[str, str | None]:
+    """(the attname of relation ``name``, the reverse cache name of a one-to-one)."""
+    field = model._meta.get_field(name)
+    return field.attname, field.remote_field.cache_name if field.one_to_one else None
+
+
+def link(instance: models.Model, name: str, related: models.Model) -> None:
+    """``instance.<name> = related`` for a ``related`` that has its primary key, as the
+    descriptor sets it (the id, the cached object, a one-to-one's reverse cache) without
+    its per-call checks."""
+    attname, reverse = _relation(type(instance), name)
+    instance.__dict__[attname] = related.pk
+    instance._state.fields_cache[name] = related
+    if reverse is not None:
+        related._state.fields_cache[reverse] = instance

@@ -18,7 +18,7 @@ from apps.budgets.models import Budget, BudgetPeriod
 from apps.customers.models import Organization
 from apps.pricing.cost_engine import format_amount, to_minor_units
 from apps.pricing.periods import DAY, MONTH, WEEK, period_bounds
-from billing_portal import hot_rows
+from billing_portal import hot_rows, pg_array
 from billing_portal.rows import unsaved
 
 PERIODS = {Budget.Period.DAILY: DAY, Budget.Period.WEEKLY: WEEK, Budget.Period.MONTHLY: MONTH}
@@ -100,9 +100,11 @@ class Reservations:
             " (SELECT json_agg(json_build_array(p.id, p.budget_id,"
             " array_position(%s::timestamptz[], p.starts_at), p.spent::text))"
             " FROM budgets_budgetperiod p JOIN budgets_budget b ON b.id = p.budget_id"
-            " WHERE b.organization_id = %s AND b.is_active AND p.starts_at = ANY(%s))"
+            " WHERE b.organization_id = %s AND b.is_active"
+            " AND p.starts_at = ANY(%s::timestamptz[]))"
         )
-        return sql, [organization_id, starts, organization_id, starts]
+        starts_text = pg_array.text(starts)
+        return sql, [organization_id, starts_text, organization_id, starts_text]
 
     @classmethod
     def from_snapshot(

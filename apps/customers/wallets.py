@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from apps.customers.models import CreditEntry, CreditGrant, Organization, Wallet, WalletEntry
 from apps.pricing.models import BillingMethod
-from billing_portal import hot_rows
+from billing_portal import hot_rows, pg_array
 from billing_portal.errors import PortalError
 from billing_portal.rows import unsaved
 
@@ -395,10 +395,10 @@ class Funds:
                          " WHERE {after} ORDER BY v.n RETURNING 1"))  # fmt: skip
             entries = self.credit_entries
             params += [CreditEntry.Kind.CONSUMPTION, now,
-                       [entry.grant.pk for entry in entries],
-                       [entry.amount for entry in entries],
-                       [entry.reference for entry in entries],
-                       [entry.actor for entry in entries]]  # fmt: skip
+                       pg_array.text([entry.grant.pk for entry in entries]),
+                       pg_array.text([entry.amount for entry in entries]),
+                       pg_array.text([entry.reference for entry in entries]),
+                       pg_array.text([entry.actor for entry in entries])]  # fmt: skip
         entries = self.wallet_entries
         total = -sum((entry.amount for entry in entries), ZERO)
         shifts, so_far = [], ZERO  # balance_after = the balance after all of them + shift
@@ -417,10 +417,11 @@ class Funds:
                          " %s::text[]) WITH ORDINALITY AS v(amount, shift, reference, actor,"
                          " reason, n) ORDER BY v.n RETURNING 1"))  # fmt: skip
             params += [total, now, self.wallet.pk, total, WalletEntry.Kind.DEDUCTION, now,
-                       [entry.amount for entry in entries], shifts,
-                       [entry.reference for entry in entries],
-                       [entry.actor for entry in entries],
-                       [entry.reason for entry in entries]]  # fmt: skip
+                       pg_array.text([entry.amount for entry in entries]),
+                       pg_array.text(shifts),
+                       pg_array.text([entry.reference for entry in entries]),
+                       pg_array.text([entry.actor for entry in entries]),
+                       pg_array.text([entry.reason for entry in entries])]  # fmt: skip
         granted = " UNION ALL ".join(f"SELECT id, remaining FROM grant_{i}"
                                      for i in range(len(grants)))  # fmt: skip
         result = "json_build_array({}, {})".format(

@@ -13,7 +13,7 @@ from functools import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
 
-from billing_portal import hot_rows
+from billing_portal import hot_rows, rows
 
 COPY_THRESHOLD = 20  # fewer rows: one plain INSERT is as quick
 
@@ -117,8 +117,8 @@ def _inserted(event, record, billing_event, ids) -> None:
     event.pk, record.pk, billing_event.pk = ids
     for instance in (event, record, billing_event):
         instance._state.adding = False
-    record.event = event
-    billing_event.record = record
+    rows.link(record, "event", event)
+    rows.link(billing_event, "record", record)
 
 
 def _single_event_ctes(
