@@ -565,10 +565,18 @@ def _store(
         changed_counters: set[tuple[str, datetime]] = set()
 
         events, records, priced = [], [], []
+        quotes: dict[tuple, tuple] = {}  # shared by events priced alike (``_quote``)
         for candidate in candidates:
             try:
                 record, touched, quote = _price_and_pay(
-                    candidate, counters, changed_counters, funds, reservations, api_key, actor
+                    candidate,
+                    counters,
+                    changed_counters,
+                    funds,
+                    reservations,
+                    api_key,
+                    actor,
+                    quotes,
                 )
             except PortalError as error:
                 if optimistic:
@@ -827,18 +835,28 @@ class _LazyFunds:
         return self._funds.hot_part()
 
 
-def _price_and_pay(
-    candidate, counters, changed, funds, reservations, api_key, actor
-) -> tuple[BillingRecord, list]:
-    """Prices one event at the counters' current position and takes its payment; moves the
-    counters only if it is accepted (raises PortalError otherwise)."""
+def _quote(candidate, counters, quotes: dict) -> tuple[pricing.Quote, list[dict]]:
+    """The quote of one event at the counters' current position, and its breakdown as a
+    record stores it. Events of a batch whose price depends on nothing that moves (no
+    tier, package or allowance, no inclusion left to share) and that are alike (product,
+    instant, quantities) share one quote: pricing is pure, and a batch is often a thousand
+    of the same call."""
     period_to_date = {
         dimension: counters[(key, start)].quantity
         for dimension, (key, start, _) in candidate.price_keys.items()
     }  # dimensions priced the same wherever they fall need no count
     included_used = ZERO
+    inclusion = candidate.sheet.inclusion
     if candidate.inclusion_key:
         included_used = counters[candidate.inclusion_key[:2]].quantity
+    key = None
+    if not period_to_date and (inclusion is None or included_used >= inclusion.quantity):
+        # (str: quantities equal in value but written apart are stored as written)
+        quantities = tuple((dimension, str(q)) for dimension, q in candidate.quantities.items())
+        key = (candidate.product.pk, candidate.occurred_at, quantities)
+        shared = quotes.get(key)
+        if shared is not None:
+            return shared
     quote = pricing.quote_with_sheet(
         sheet=candidate.sheet,
         quantities=candidate.quantities,
@@ -846,6 +864,31 @@ def _price_and_pay(
         period_to_date=period_to_date,
         included_used=included_used,
     )
+    breakdown = [
+        {
+            "dimension": line.dimension,
+            "quantity": format_quantity(line.quantity),
+            "included_quantity": format_quantity(line.included_quantity),
+            "free_quantity": format_quantity(line.free_quantity),
+            "billable_quantity": format_quantity(line.billable_quantity),
+            "unit_price": format_quantity(line.unit_price),
+            "amount": format_quantity(line.amount),
+            "pricing_model": line.pricing_model,
+            "price_rule_id": quote.rule_ids[line.dimension],
+        }
+        for line in quote.breakdown.lines
+    ]
+    if key is not None:
+        quotes[key] = (quote, breakdown)
+    return quote, breakdown
+
+
+def _price_and_pay(
+    candidate, counters, changed, funds, reservations, api_key, actor, quotes
+) -> tuple[BillingRecord, list]:
+    """Prices one event at the counters' current position and takes its payment; moves the
+    counters only if it is accepted (raises PortalError otherwise)."""
+    quote, breakdown = _quote(candidate, counters, quotes)
     touched = []
     if reservations is not None:
         touched = reservations.check(
@@ -882,20 +925,7 @@ def _price_and_pay(
         currency=quote.currency,
         billing_method=method,
         status=PAID_AT_ONCE[method],
-        breakdown=[
-            {
-                "dimension": line.dimension,
-                "quantity": format_quantity(line.quantity),
-                "included_quantity": format_quantity(line.included_quantity),
-                "free_quantity": format_quantity(line.free_quantity),
-                "billable_quantity": format_quantity(line.billable_quantity),
-                "unit_price": format_quantity(line.unit_price),
-                "amount": format_quantity(line.amount),
-                "pricing_model": line.pricing_model,
-                "price_rule_id": quote.rule_ids[line.dimension],
-            }
-            for line in quote.breakdown.lines
-        ],
+        breakdown=breakdown,
         occurred_at=candidate.occurred_at,
     )
     return record, touched, quote

@@ -132,3 +132,24 @@ def test_events_of_a_batch_price_tiers_in_order(api_client, key, plan):
     ).json()
 
     assert [r["total_cost"] for r in body["results"]] == ["60.00", "50.00", "30.00"]
+
+
+def test_alike_events_of_a_batch_are_priced_alike_once_the_inclusion_is_used_up(
+    api_client, key, llm
+):
+    """The plan includes 1,000 tokens: the first events use them up in order, the rest
+    (alike, at $2/M) cost the same; each record keeps its own full breakdown."""
+    events = [{"product_id": "llm", "usage_details": {"input_tokens": 400}} for _ in range(5)]
+
+    body = batch(api_client, key, events).json()
+
+    assert [r["total_cost"] for r in body["results"]] == [
+        "0.00", "0.00", "0.0004", "0.0008", "0.0008"
+    ]  # fmt: skip
+    records = {r.billing_id: r for r in BillingRecord.objects.all()}
+    lines = [records[r["billing_id"]].breakdown for r in body["results"]]
+    assert [line[0]["included_quantity"] for line in lines] == ["400", "400", "200", "0", "0"]
+    assert lines[3] == lines[4] and lines[4][0]["amount"] == "0.0008"
+    assert [records[r["billing_id"]].billing_method for r in body["results"]][:2] == [
+        "subscription_included", "subscription_included"
+    ]  # fmt: skip
