@@ -102,21 +102,26 @@ def dashboard(now=None) -> dict:
     now = now or timezone.now()
     today = now.date()
     first, last_first, last_same_day = month_bounds(today)
+    # This month's days are each organisation's own (its rollup's): late in the UTC
+    # evening an organisation east of UTC is already on the next day, which is this
+    # month's too unless the month turns there first.
+    next_first = (first + timedelta(days=32)).replace(day=1)
+    month_end = next_first - timedelta(days=1)
 
     plans = subscriptions_by_plan()
     mrr = _by_currency([{"currency": p["currency"], "total": p["mrr"]} for p in plans])
-    this_month = usage_revenue(first, today)
+    this_month = usage_revenue(first, month_end)
     last_month_to_date = usage_revenue(last_first, last_same_day)
     last_month = usage_revenue(last_first, first - timedelta(days=1))
 
     by_service = list(
-        DailyUsage.objects.filter(day__gte=first, day__lte=today)
+        DailyUsage.objects.filter(day__gte=first, day__lte=month_end)
         .values("service_type", currency=F("organization__currency"))
         .annotate(total=Sum("cost"))
         .order_by("currency", "-total")
     )
     top = list(
-        DailyUsage.objects.filter(day__gte=first, day__lte=today)
+        DailyUsage.objects.filter(day__gte=first, day__lte=month_end)
         .values("organization_id", "organization__name", currency=F("organization__currency"))
         .annotate(total=Sum("cost"))
         .order_by("-total")[:10]
@@ -161,7 +166,7 @@ def dashboard(now=None) -> dict:
     )
     liabilities = {c: wallets.get(c, ZERO) + credits.get(c, ZERO) for c in {*wallets, *credits}}
 
-    day_filter = {"day__gte": first.isoformat(), "day__lte": today.isoformat()}
+    day_filter = {"day__gte": first.isoformat(), "day__lte": month_end.isoformat()}
     currencies = {row["currency"] for row in by_service}
 
     def label(row) -> str:

@@ -16,6 +16,7 @@ from apps.usage.models import BillingRecord
 from billing_portal import staff
 from billing_portal.dashboard import dashboard, month_bounds
 from tests.admin.test_staff_groups import member_of
+from tests.clock import travel
 from tests.customers.factories import OrganizationFactory
 
 pytestmark = pytest.mark.django_db
@@ -95,3 +96,21 @@ def test_the_organization_page_is_a_360_view_and_its_links_open(books):
     for link in links:
         response = client.get(link.replace("&amp;", "&"))
         assert response.status_code == 200, link
+
+
+@pytest.mark.parametrize(
+    ("at", "this_month"),
+    [("2026-12-07 23:30", {"USD": D(1)}), ("2026-12-01 00:30", {"USD": D(1)}),
+     ("2026-11-30 23:30", {})],
+)  # fmt: skip
+def test_this_month_holds_the_organisations_own_days(org, plan, calls, at, this_month):
+    """The organisation (Berlin) is an hour ahead of UTC: late on a UTC evening its usage
+    falls on its next day, still this month's; on the month's last evening that day is
+    already the next month's, which the month-to-date figure does not take early."""
+    with travel(at):
+        event = EventInput(idempotency_key="late", product_id="calls", fingerprint="f",
+                           usage_amount=D(100))  # fmt: skip
+        ingest(organization=org, events=[event])
+        figures = dashboard()
+    assert figures["this_month"] == this_month
+    assert [row["total"] for row in figures["by_service"]] == list(this_month.values())
