@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from django.db.models import Count, F, Sum
 from django.http import HttpResponse
+from django.utils import timezone
 
 from apps.pricing.models import BillingMethod
 from apps.usage.books import check_books
@@ -27,7 +28,7 @@ def parse_month(text: str | None) -> date:
         year, month = (int(part) for part in (text or "").split("-"))
         return date(year, month, 1)
     except ValueError:
-        first = date.today().replace(day=1)
+        first = timezone.now().date().replace(day=1)  # (UTC, whatever the machine's zone)
         return (first - timedelta(days=1)).replace(day=1)
 
 
