@@ -35,7 +35,7 @@ BUCKETS = {
         + [(INGESTION, name) for name in (
             "_lock_counters", "_standing", "_standing_from_snapshot",
             "_counters_from_snapshot", "_counters_part", "_rollup_part")],
-    "hot statement": [("billing_portal/hot_rows.py", "take")],
+    "hot statement": [("apps/core/hot_rows.py", "take")],
     "parsing": [(PARSING, "parse_event"), (PARSING, "parse_batch"),
                 ("rest_framework/request.py", "_parse")],
     "serialising": [("apps/usage/api/presenters.py", "present_record"),

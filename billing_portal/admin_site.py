@@ -44,3 +44,9 @@ class PortalAdminSite(admin.AdminSite):
 
 class PortalAdminConfig(AdminConfig):
     default_site = "billing_portal.admin_site.PortalAdminSite"
+
+    def ready(self) -> None:
+        super().ready()  # every app's admin
+        from billing_portal import admin_panels
+
+        admin_panels.install(admin.site)

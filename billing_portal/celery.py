@@ -29,7 +29,7 @@ def _keep_the_portals_logging(**kwargs):
 
 @signals.before_task_publish.connect
 def _carry_request_id(headers=None, **kwargs):
-    from billing_portal import request_id
+    from apps.core import request_id
 
     rid = request_id.current()
     if headers is not None and rid != request_id.NONE:
@@ -38,7 +38,7 @@ def _carry_request_id(headers=None, **kwargs):
 
 @signals.task_prerun.connect
 def _task_started(task_id=None, task=None, **kwargs):
-    from billing_portal import request_id
+    from apps.core import request_id
 
     carried = getattr(task.request, request_id.TASK_HEADER, None) or (
         (task.request.headers or {}).get(request_id.TASK_HEADER)
@@ -51,7 +51,7 @@ def _task_started(task_id=None, task=None, **kwargs):
 
 @signals.task_postrun.connect
 def _task_finished(task_id=None, task=None, state=None, **kwargs):
-    from billing_portal import metrics, request_id
+    from apps.core import metrics, request_id
 
     started, token = _running.pop(task_id, (None, None))
     try:

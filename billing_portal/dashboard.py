@@ -15,10 +15,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.budgets.models import BudgetPeriod
+from apps.core import charts
 from apps.customers.models import CreditGrant, Organization, SubscriptionStatus, Wallet
 from apps.pricing.models import Plan
 from apps.usage.models import BillingRecord, BillingStatus, DailyUsage
-from billing_portal import charts
 
 ZERO = Decimal(0)
 NEAR_BUDGET = Decimal("0.8")  # "near" is 80 % of the limit

@@ -1,6 +1,6 @@
 """Keeps every answer under /api/ and /health JSON, errors included.
 
-DRF shapes the errors its views raise (``billing_portal.errors``); this middleware covers
+DRF shapes the errors its views raise (``apps.core.errors``); this middleware covers
 what happens outside them: a body over the size limit (refused before anything reads it),
 a URL that matches nothing, an error page another middleware produced, and an unexpected
 exception (logged with its traceback, answered as a JSON 500 without internals). A
@@ -20,8 +20,8 @@ from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.urls import Resolver404, resolve
 
-from billing_portal import text
-from billing_portal.errors import error_response
+from apps.core import text
+from apps.core.errors import error_response
 
 logger = logging.getLogger("billing_portal.api")
 
@@ -117,7 +117,7 @@ class ApiErrorMiddleware:
 
 def unstorable_in_address(request: HttpRequest) -> dict[str, list[str]]:
     """What in the path (named by the URL's own parameter when one matches), the query
-    string or the headers could not be stored (``billing_portal.text``): a NUL from %00,
+    string or the headers could not be stored (``apps.core.text``): a NUL from %00,
     say. None of it ever reaches a query."""
     fields: dict[str, list[str]] = {}
     reason = text.problem(request.path)

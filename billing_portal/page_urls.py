@@ -5,11 +5,12 @@ from django.urls import path
 from apps.budgets import views as budgets
 from apps.customers import views as customers
 from apps.usage import views as usage
+from billing_portal import pages
 
 app_name = "billing"
 
 urlpatterns = [
-    path("", customers.overview, name="overview"),
+    path("", pages.overview, name="overview"),
     path("switch", customers.switch_organization, name="switch"),
     path("usage/", usage.usage, name="usage"),
     path("usage/export.csv", usage.usage_export, name="usage-export"),
@@ -23,7 +24,7 @@ urlpatterns = [
     path("plans/", customers.plans, name="plans"),
     path("plans/change", customers.change_plan, name="plan-change"),
     path("subscription", customers.subscription_action, name="subscription"),
-    path("invoices/", customers.invoices, name="invoices"),
+    path("invoices/", pages.invoices, name="invoices"),
     path("statements/", usage.statements, name="statements"),
     path("statements/<int:statement_id>/", usage.statement_detail, name="statement"),
     path("statements/<int:statement_id>.pdf", usage.statement_pdf, name="statement-pdf"),

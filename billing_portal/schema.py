@@ -22,9 +22,9 @@ from collections import defaultdict
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
-from rest_framework import serializers
 from rest_framework.permissions import AllowAny, IsAuthenticated
 
+from apps.core.errors import ErrorSerializer
 from billing_portal.middleware import DATABASE_RETRY_AFTER_SECONDS
 
 # What a status means, whatever the operation; its response lists the codes it may carry.
@@ -73,20 +73,6 @@ AUTHENTICATION_CODES = {
     "invalid_api_key",
     "api_key_revoked",
 }
-
-
-class ErrorSerializer(serializers.Serializer):
-    """Every error answer: its `code`, `message` and `details` (as in each event a batch
-    refuses)."""
-
-    class BodySerializer(serializers.Serializer):
-        code = serializers.CharField(help_text="Stable and machine-readable: `budget_exceeded`.")
-        message = serializers.CharField(help_text="For people; may change.")
-        details = serializers.DictField(
-            help_text="Field errors (`fields`), or the figures a client needs to act."
-        )
-
-    error = BodySerializer()
 
 
 class AutoSchema(SpectacularAutoSchema):

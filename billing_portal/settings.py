@@ -11,7 +11,7 @@ from pathlib import Path
 
 import environ
 
-from billing_portal import logs
+from apps.core import logs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "simple_history",
     "axes",
     "csp",
+    "apps.core",
     "apps.pricing",
     "apps.customers",
     "apps.budgets",
@@ -126,7 +127,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "billing_portal.cache.RedisCache",
+            "BACKEND": "apps.core.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="billing_portal"),
             "TIMEOUT": 300,
@@ -268,10 +269,10 @@ API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="6000/min")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.customers.api.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["billing_portal.parsers.DecimalJSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["billing_portal.renderers.PortalJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.DecimalJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["apps.core.renderers.PortalJSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "billing_portal.schema.AutoSchema",
-    "EXCEPTION_HANDLER": "billing_portal.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "apps.core.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     "COERCE_DECIMAL_TO_STRING": True,
 }
@@ -340,7 +341,7 @@ if PRODUCTION:
     X_FRAME_OPTIONS = "DENY"
 
 # JSON lines in production (LOG_JSON=false for text), text in development; every line has
-# the request id, secrets masked (billing_portal.logs).
+# the request id, secrets masked (apps.core.logs).
 LOGGING = logs.config(
     json=env.bool("LOG_JSON", default=PRODUCTION), level=env.str("LOG_LEVEL", default="INFO")
 )

@@ -15,7 +15,7 @@ from billing_portal import metrics, views
 api_v1 = [
     path("info", views.InfoApi.as_view(), name="info"),
     path("", include("apps.customers.api.urls")),
-    path("", include("apps.pricing.api.urls")),
+    path("", include("apps.usage.api.pricing_urls")),
     path("", include("apps.usage.api.urls")),
     path("", include("apps.budgets.api.urls")),
 ]

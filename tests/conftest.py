@@ -40,7 +40,7 @@ def pytest_report_header(config):
 
 
 def pytest_sessionstart(session):
-    from billing_portal import logs
+    from apps.core import logs
 
     RUN_LOG.parent.mkdir(parents=True, exist_ok=True)
     RUN_LOG.write_text("", encoding="utf-8")
@@ -70,7 +70,7 @@ def _run_log():
 
 
 def pytest_sessionfinish(session, exitstatus):
-    from billing_portal import logs
+    from apps.core import logs
 
     root = logging.getLogger()
     for handler in [h for h in root.handlers if h.get_name() == "test-run-log"]:

@@ -13,7 +13,9 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from billing_portal import beat, logs, monitoring
+from apps.core import logs
+from apps.customers import key_stats
+from billing_portal import beat
 from billing_portal.celery import app as celery_app
 from tests.http import bearer, error_code
 
@@ -232,7 +234,7 @@ def test_staff_see_each_keys_requests_and_error_rate(admin_client, api_client, k
                     format="json", **bearer(key))  # fmt: skip
     api_key = ApiKey.objects.get(prefix=ApiKey.prefix_of(key))
 
-    assert monitoring.key_requests([api_key.pk]) == {api_key.pk: (4, 1)}
+    assert key_stats.key_requests([api_key.pk]) == {api_key.pk: (4, 1)}
     page = admin_client.get("/admin/customers/apikey/").content.decode()
     assert "Requests (24 h)" in page and "1 (25.0 %)" in page
     change = admin_client.get(f"/admin/customers/apikey/{api_key.pk}/change/").content.decode()
@@ -275,7 +277,7 @@ def test_on_redis_a_request_and_its_key_counts_take_one_round_trip(
     assert accepted.status_code == 201 and refused.status_code == 400
     assert round_trips == 1
     assert len(sent) - round_trips == 2
-    assert monitoring.key_requests([api_key.pk]) == {api_key.pk: (3, 1)}
+    assert key_stats.key_requests([api_key.pk]) == {api_key.pk: (3, 1)}
 
 
 def test_secrets_are_masked_in_log_lines():

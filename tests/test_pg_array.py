@@ -10,8 +10,8 @@ from django.db import connection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from apps.core import pg_array
 from apps.pricing.models import BillingMethod
-from billing_portal import pg_array
 
 HOSTILE = ['plain', 'a "quoted" word', "back\\slash\\", "{braces}", "a,b", "NULL", "", " x ",
            "naïve ✓", "'single'"]  # fmt: skip

@@ -5,7 +5,7 @@ connection starts over."""
 import pytest
 from django.db import DataError, connection, transaction
 
-from billing_portal import prepared
+from apps.core import prepared
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 

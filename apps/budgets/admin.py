@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from apps.budgets import services
 from apps.budgets.models import Alert, AlertDelivery, Budget, BudgetPeriod, NotificationChannel
-from billing_portal.admin_actions import (
+from apps.core.admin_actions import (
     AuditedAdmin,
     ReadOnlyAdmin,
     ReasonForm,

@@ -15,11 +15,11 @@ from decimal import Decimal
 
 from apps.budgets.errors import BudgetExceeded
 from apps.budgets.models import Budget, BudgetPeriod
+from apps.core import hot_rows, pg_array
+from apps.core.rows import unsaved
 from apps.customers.models import Organization
 from apps.pricing.cost_engine import format_amount, to_minor_units
 from apps.pricing.periods import DAY, MONTH, WEEK, period_bounds
-from billing_portal import hot_rows, pg_array
-from billing_portal.rows import unsaved
 
 PERIODS = {Budget.Period.DAILY: DAY, Budget.Period.WEEKLY: WEEK, Budget.Period.MONTHLY: MONTH}
 TOTAL_START = datetime(2000, 1, 1, tzinfo=UTC)  # the one period of a "total" budget

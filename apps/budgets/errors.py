@@ -1,6 +1,6 @@
 """Errors of the budgets domain."""
 
-from billing_portal.errors import PortalError
+from apps.core.errors import PortalError
 
 
 class BudgetExceeded(PortalError):

@@ -13,9 +13,9 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from apps.core.audit import history_user
 from apps.customers.models import ApiKey, Organization
 from apps.pricing.models import Product, ServiceType
-from billing_portal.audit import history_user
 
 AMOUNT = {"max_digits": 28, "decimal_places": 12}
 

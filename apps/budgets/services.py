@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
+from celery import current_app
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import connection, transaction
@@ -19,11 +20,12 @@ from django.utils import timezone
 from apps.budgets import selectors
 from apps.budgets.enforcement import bounds
 from apps.budgets.models import Alert, AlertDelivery, Budget, BudgetPeriod, NotificationChannel
+from apps.core import metrics, period_lock
+from apps.core.errors import PortalError
 from apps.pricing.cost_engine import format_amount
-from billing_portal import metrics, period_lock
-from billing_portal.errors import PortalError
 
 logger = logging.getLogger(__name__)
+DELIVER_ALERT = "apps.budgets.tasks.deliver_alert"  # (its registered name)
 
 # What an organisation already spent in a period under a budget's scope, read from the
 # daily rollup: given by the floor that records usage, which registers it when ready
@@ -273,8 +275,6 @@ def reset_period(*, period: BudgetPeriod) -> Decimal:
 def resend_alert(*, alert: Alert) -> int:
     """Sends ``alert`` again to every active channel of its organisation (those added
     since included); returns how many deliveries were queued."""
-    from apps.budgets.tasks import deliver_alert
-
     organization = alert.period.budget.organization
     ids = []
     with transaction.atomic():
@@ -287,7 +287,8 @@ def resend_alert(*, alert: Alert) -> int:
             ids.append(delivery.pk)
     for delivery_id in ids:
         try:
-            deliver_alert.delay(delivery_id)
+            # By the task's name: tasks call services, never the reverse.
+            current_app.tasks[DELIVER_ALERT].delay(delivery_id)
         except DeliveryFailed:  # run in-process (eager): recorded, retried by the sweep
             logger.warning("Alert delivery %s failed; it stays pending for a retry", delivery_id)
     return len(ids)

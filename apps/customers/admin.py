@@ -11,7 +11,14 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from djstripe import models as djstripe
 
-from apps.customers import billing, services, wallets
+from apps.core.admin_actions import (
+    AuditedAdmin,
+    ReadOnlyAdmin,
+    ReasonForm,
+    confirm_and_apply,
+    export_as_csv,
+)
+from apps.customers import billing, key_stats, services, wallets
 from apps.customers.models import (
     ApiKey,
     CreditEntry,
@@ -22,14 +29,6 @@ from apps.customers.models import (
     WalletEntry,
 )
 from apps.pricing.cost_engine import format_amount
-from billing_portal import monitoring
-from billing_portal.admin_actions import (
-    AuditedAdmin,
-    ReadOnlyAdmin,
-    ReasonForm,
-    confirm_and_apply,
-    export_as_csv,
-)
 
 
 class MembershipInline(admin.TabularInline):
@@ -55,8 +54,11 @@ class ApiKeyInline(admin.TabularInline):
         return False
 
 
-@admin.register(Organization)
 class OrganizationAdmin(AuditedAdmin):
+    """The organisation's own admin: its fields, members, keys, funds and Stripe. Registered
+    by ``billing_portal.admin_panels`` with the panels of the other apps (budgets, records,
+    alerts) that make it the organisation's whole page."""
+
     list_display = [
         "name",
         "slug",
@@ -76,16 +78,13 @@ class OrganizationAdmin(AuditedAdmin):
     # Stripe decides these (``billing.follow_subscription``); the currency is the wallet's.
     readonly_fields = [
         "subscription_status", "past_due_since", "billing_anchor", "stripe", "created_at",
-        "updated_at", "budgets_panel", "funds_panel", "records_panel", "alerts_panel",
+        "updated_at", "funds_panel",
     ]  # fmt: skip
     fieldsets = [
         (None, {"fields": ["name", "slug", "billing_email", "currency", "time_zone", "status"]}),
         ("Plan and Stripe", {"fields": ["plan", "subscription_status", "past_due_since",
                                         "billing_anchor", "stripe"]}),
-        ("Budgets", {"fields": ["budgets_panel"]}),
         ("Wallet and credits", {"fields": ["funds_panel"]}),
-        ("Recent billing records", {"fields": ["records_panel"]}),
-        ("Recent alerts", {"fields": ["alerts_panel"]}),
         ("Dates", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]  # fmt: skip
     inlines = [MembershipInline, ApiKeyInline]
@@ -95,27 +94,6 @@ class OrganizationAdmin(AuditedAdmin):
             return [(None, {"fields": ["name", "slug", "billing_email", "currency",
                                        "time_zone", "status", "plan"]})]  # fmt: skip
         return super().get_fieldsets(request, obj)
-
-    @admin.display(description="Budgets")
-    def budgets_panel(self, obj: Organization) -> str:
-        from apps.budgets import selectors as budget_selectors
-
-        statuses = budget_selectors.budget_statuses(
-            budget_selectors.budgets_of(obj).order_by("name"), at=timezone.now()
-        )
-        if not statuses:
-            return "No budget."
-        return format_html_join(
-            mark_safe("<br>"),
-            '<a href="{}">{}</a> ({}, {}): {} of {} ({}%) this period{}',
-            (
-                (reverse("admin:budgets_budget_change", args=[s.budget.pk]), s.budget.name,
-                 s.budget.get_period_display().lower(), "hard" if s.budget.is_hard else "soft",
-                 format_amount(s.spent, obj.currency), format_amount(s.budget.limit, obj.currency),
-                 s.utilization, "" if s.budget.is_active else " · paused")
-                for s in statuses
-            ),
-        )  # fmt: skip
 
     @admin.display(description="Wallet and credits")
     def funds_panel(self, obj: Organization) -> str:
@@ -148,52 +126,6 @@ class OrganizationAdmin(AuditedAdmin):
             for g in grants
         ]  # fmt: skip
         return mark_safe("<br>".join(lines))
-
-    @admin.display(description="Recent billing records")
-    def records_panel(self, obj: Organization) -> str:
-        from apps.usage.models import BillingRecord
-
-        records = BillingRecord.objects.filter(organization=obj).select_related("product")
-        records = records.order_by("-created_at")[:10]
-        if not records:
-            return "None yet."
-        more = (
-            reverse("admin:usage_billingrecord_changelist") + f"?organization__id__exact={obj.pk}"
-        )
-        rows = format_html_join(
-            mark_safe("<br>"),
-            '<a href="{}">{}</a> {} · {} · {} {} · {} · {}',
-            (
-                (reverse("admin:usage_billingrecord_change", args=[r.pk]), r.billing_id,
-                 r.created_at.strftime("%Y-%m-%d %H:%M"), r.product.code,
-                 format_amount(r.total_amount, r.currency), r.currency, r.billing_method,
-                 r.status)
-                for r in records
-            ),
-        )  # fmt: skip
-        return format_html('{}<br><a href="{}">All billing records</a>', rows, more)
-
-    @admin.display(description="Recent alerts")
-    def alerts_panel(self, obj: Organization) -> str:
-        from apps.budgets.models import Alert
-
-        alerts = (
-            Alert.objects.filter(period__budget__organization=obj)
-            .select_related("period__budget")
-            .order_by("-created_at")[:10]
-        )
-        if not alerts:
-            return "None."
-        return format_html_join(
-            mark_safe("<br>"),
-            '<a href="{}">{}</a> {}: {}% ({} of {})',
-            (
-                (reverse("admin:budgets_alert_change", args=[a.pk]),
-                 a.created_at.strftime("%Y-%m-%d %H:%M"), a.period.budget.name, a.threshold,
-                 format_amount(a.spent, obj.currency), format_amount(a.limit, obj.currency))
-                for a in alerts
-            ),
-        )  # fmt: skip
 
     @admin.display(description="Stripe")
     def stripe(self, obj: Organization) -> str:
@@ -318,11 +250,11 @@ class ApiKeyForm(forms.ModelForm):
 
 class _KeyTrafficChangeList(ChangeList):
     """The page's keys with their request and error counts of the last 24 hours, read in
-    one round trip (``billing_portal.monitoring``)."""
+    one round trip (``apps.customers.key_stats``)."""
 
     def get_results(self, request):
         super().get_results(request)
-        counts = monitoring.key_requests([key.pk for key in self.result_list])
+        counts = key_stats.key_requests([key.pk for key in self.result_list])
         for key in self.result_list:
             key.traffic = counts.get(key.pk, (0, 0))
 
@@ -354,7 +286,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def _traffic(self, obj: ApiKey) -> tuple[int, int]:
         traffic = getattr(obj, "traffic", None)
         if traffic is None:  # the change page: this key alone
-            traffic = monitoring.key_requests([obj.pk]).get(obj.pk, (0, 0))
+            traffic = key_stats.key_requests([obj.pk]).get(obj.pk, (0, 0))
         return traffic
 
     @admin.display(description="Requests (24 h)")

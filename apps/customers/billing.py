@@ -17,9 +17,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from djstripe import models as djstripe
-from djstripe.settings import djstripe_settings
 
-from apps.customers.errors import NoSubscription, PlanNotOnStripe, StripeNotConfigured
+from apps.core.stripe_gateway import api_key, enabled
+from apps.customers.errors import NoSubscription, PlanNotOnStripe
 from apps.customers.models import Organization, SubscriptionStatus
 from apps.pricing.cost_engine import to_minor_units
 from apps.pricing.models import Plan, Product
@@ -37,16 +37,6 @@ LIVE_STATUSES = {
 RECONCILE_INVOICE_DAYS = timedelta(days=35)
 TOP_UP = "wallet_top_up"
 SUBSCRIBE = "subscription"
-
-
-def enabled() -> bool:
-    return settings.STRIPE_ENABLED
-
-
-def api_key() -> str:
-    if not enabled():
-        raise StripeNotConfigured()
-    return djstripe_settings.STRIPE_SECRET_KEY
 
 
 # --- the customer --------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Errors of the customers domain (organisations, tenancy, keys)."""
 
-from billing_portal.errors import PortalError
+from apps.core.errors import PortalError
 
 
 class OrganizationNotFound(PortalError):
@@ -31,12 +31,6 @@ class OrganizationSuspended(PortalError):
     code = "organization_suspended"
     status_code = 403
     message = "The organisation is suspended."
-
-
-class StripeNotConfigured(PortalError):
-    code = "stripe_not_configured"
-    status_code = 503
-    message = "Payments are not configured on this portal (no Stripe secret key is set)."
 
 
 class PlanNotOnStripe(PortalError):

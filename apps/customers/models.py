@@ -15,9 +15,9 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from apps.core.audit import history_user
+from apps.core.ledger import AppendOnlyModel
 from apps.pricing.currencies import CURRENCY_CHOICES
-from billing_portal.audit import history_user
-from billing_portal.ledger import AppendOnlyModel
 
 
 def validate_time_zone(value: str) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hmac
 
+from apps.core.generations import Generation, GenerationMemo
 from apps.customers.models import ApiKey, Organization
-from billing_portal.generations import Generation, GenerationMemo
 
 # Keys, with their organisation and its plan, are kept in each process's memory for the
 # current *access generation*; saving or deleting a key, an organisation or a plan starts

@@ -1,5 +1,6 @@
-"""Customer billing pages of the customers app: overview, organisation switcher, wallet and
-credits, plans and the subscription, invoices, API keys and members.
+"""Customer billing pages of the customers app: organisation switcher, wallet and credits,
+plans and the subscription, API keys and members (the overview and invoices, which read
+usage and budgets too, are ``billing_portal.pages``).
 
 Views are thin: they check the role (``access.member_view``), read through selectors, and
 change things through services; Stripe is reached only through ``billing``.
@@ -7,8 +8,7 @@ change things through services; Stripe is reached only through ``billing``.
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.contrib import messages
@@ -20,23 +20,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
-from djstripe import models as djstripe
 
-from apps.budgets import selectors as budget_selectors
-from apps.budgets.models import Alert
+from apps.core import stripe_gateway
+from apps.core.errors import PortalError
 from apps.customers import access, billing, services, wallets
 from apps.customers.access import MANAGE, member_view
 from apps.customers.forms import ApiKeyForm, MemberForm, PlanChoiceForm, TopUpForm
 from apps.customers.models import ApiKey, CreditGrant, Membership, WalletEntry
-from apps.customers.templatetags.billing import money
 from apps.pricing import selectors as pricing_selectors
-from apps.pricing.cost_engine import from_minor_units
 from apps.pricing.models import Plan, Product
-from apps.pricing.periods import local_day
-from apps.usage import selectors as usage_selectors
-from apps.usage.models import BillingMethod
-from billing_portal import charts
-from billing_portal.errors import PortalError
 
 ZERO = Decimal(0)
 
@@ -53,7 +45,7 @@ def page(request: HttpRequest, template: str, context: dict, status: int = 200) 
             "membership": membership,
             "memberships": getattr(membership, "others", [membership]),
             "currency": request.organization.currency,
-            "stripe_enabled": billing.enabled(),
+            "stripe_enabled": stripe_gateway.enabled(),
             **access.page_permissions(membership),
             **context,
         },
@@ -72,98 +64,8 @@ def _stripe_error(request: HttpRequest, error: Exception) -> None:
         messages.error(request, "Stripe could not be reached; nothing was changed. Try again.")
 
 
-# --- overview -----------------------------------------------------------------------------
-
-
-@member_view()
-def overview(request: HttpRequest) -> HttpResponse:
-    organization = request.organization
-    now = timezone.now()
-    tz = organization.tz
-    start, end = billing.billing_period(organization, now)
-    first_day, today = local_day(start, tz), local_day(now, tz)
-    last_day = local_day(end - timedelta(microseconds=1), tz)
-    trend = usage_selectors.usage_trend(
-        organization=organization, days=(today - first_day).days + 1, today=today
-    )
-    daily = [point["cost"] for point in trend]
-    spent = sum(daily, ZERO)
-    days_left = (last_day - today).days  # whole days after today
-    # The rate of the last full days (today is not over), whatever period they are in.
-    outlook = usage_selectors.spend_forecast(
-        organization=organization, today=today, spent=spent, today_spent=daily[-1],
-        days_left=days_left,
-    )  # fmt: skip
-    projected = outlook.amount
-
-    days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
-    cumulative, running = [], ZERO
-    for value in daily:
-        running += value
-        cumulative.append(running)
-    cumulative += [None] * (len(days) - len(cumulative))
-    forecast_line = [None] * len(days)
-    if days_left > 0 and cumulative:
-        index = len(daily) - 1
-        forecast_line[index] = cumulative[index]
-        forecast_line[-1] = projected
-
-    statuses = budget_selectors.budget_statuses(
-        budget_selectors.budgets_of(organization).order_by("name", "id"), at=now
-    )
-    overall = next(
-        (
-            s
-            for s in statuses
-            if s.budget.is_active and s.budget.scope == "all" and s.budget.period == "monthly"
-        ),
-        None,
-    )
-    currency = organization.currency
-    summary = billing.subscription_summary(organization) if billing.enabled() else {}
-    trial_end = _timestamp(summary.get("trial_end"))
-    alerts = (
-        Alert.objects.filter(period__budget__organization=organization)
-        .select_related("period__budget")
-        .order_by("-created_at")[:5]
-    )
-    return page(
-        request,
-        "billing/overview.html",
-        {
-            "plan": pricing_selectors.effective_plan(organization.plan),
-            "subscription": summary,
-            "renews_at": _timestamp(summary.get("current_period_end")),
-            "trial_days_left": days_left_until(trial_end, now) if trial_end else None,
-            "period_start": start,
-            "period_last_day": last_day,
-            "spent": spent,
-            "forecast": projected,
-            "outlook": outlook,
-            "days_left": days_left,
-            "chart": charts.spend_line(
-                days,
-                cumulative,
-                forecast_line,
-                fmt=lambda v: money(v, currency),
-                label=f"Spend this period and forecast, {currency}",
-                limit=overall.budget.limit if overall else None,
-            ),
-            "statuses": statuses,
-            "wallet_balance": wallets.wallet_balance(organization),
-            "credit_balance": wallets.credit_balance(organization, now),
-            "alerts": alerts,
-        },
-    )
-
-
-def days_left_until(end: datetime, now: datetime) -> int:
-    """Whole days left, a started day counting as one (13.2 days left is "14 days")."""
-    seconds = (end - now).total_seconds()
-    return max(0, math.ceil(seconds / 86400))
-
-
-def _timestamp(value) -> datetime | None:
+def timestamp(value) -> datetime | None:
+    """A Stripe timestamp (seconds) as an instant; None for none."""
     if not value:
         return None
     return datetime.fromtimestamp(int(value), tz=UTC)
@@ -190,7 +92,7 @@ def wallet(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     form = TopUpForm(request.POST or None, currency=organization.currency)
     if request.method == "POST":
-        if not billing.enabled():
+        if not stripe_gateway.enabled():
             messages.error(request, "Payments are not configured: top-ups need Stripe.")
             return redirect("billing:wallet")
         if form.is_valid():
@@ -274,7 +176,7 @@ def plans(request: HttpRequest) -> HttpResponse:
                 label = product.name if dimension == "units" else f"{product.name}: {dimension}"
                 rows.append({"label": label, "cells": cells})
     current = pricing_selectors.effective_plan(organization.plan)
-    summary = billing.subscription_summary(organization) if billing.enabled() else {}
+    summary = billing.subscription_summary(organization) if stripe_gateway.enabled() else {}
     return page(
         request,
         "billing/plans.html",
@@ -284,7 +186,7 @@ def plans(request: HttpRequest) -> HttpResponse:
             "current_plan": current,
             "subscription": summary,
             "live": summary.get("status") in billing.LIVE_STATUSES,
-            "renews_at": _timestamp(summary.get("current_period_end")),
+            "renews_at": timestamp(summary.get("current_period_end")),
         },
     )
 
@@ -297,7 +199,7 @@ def change_plan(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Choose one of the plans shown.")
         return redirect("billing:plans")
-    if not billing.enabled():
+    if not stripe_gateway.enabled():
         messages.error(request, "Payments are not configured: plan changes need Stripe.")
         return redirect("billing:plans")
     plan = form.cleaned_data["plan"]
@@ -327,7 +229,7 @@ def subscription_action(request: HttpRequest) -> HttpResponse:
     if action not in ("cancel_at_period_end", "cancel_now", "resume", "portal"):
         messages.error(request, "Unknown action.")
         return redirect("billing:plans")
-    if not billing.enabled():
+    if not stripe_gateway.enabled():
         messages.error(request, "Payments are not configured on this portal.")
         return redirect("billing:plans")
     if action == "cancel_now" and request.POST.get("confirm") != "yes":
@@ -355,69 +257,6 @@ def subscription_action(request: HttpRequest) -> HttpResponse:
     except Exception as error:  # noqa: BLE001 - shown to the user
         _stripe_error(request, error)
     return redirect("billing:plans")
-
-
-# --- invoices -----------------------------------------------------------------------------
-
-
-@member_view()
-def invoices(request: HttpRequest) -> HttpResponse:
-    organization = request.organization
-    now = timezone.now()
-    start, end = billing.billing_period(organization, now)
-    tz = organization.tz
-    rows = usage_selectors.usage_aggregations(
-        group_by=["product", "billing_method"],
-        organization=organization,
-        start=local_day(start, tz),
-        end=local_day(now, tz),
-    )
-    names = dict(Product.objects.values_list("code", "name"))
-    charged = [
-        {**row, "name": names.get(row["product"], row["product"])}
-        for row in rows
-        if row["billing_method"] == BillingMethod.PAYMENT_CHARGE
-    ]
-    paid_otherwise = {}
-    for row in rows:
-        if row["billing_method"] != BillingMethod.PAYMENT_CHARGE:
-            method = BillingMethod(row["billing_method"]).label
-            paid_otherwise[method] = paid_otherwise.get(method, ZERO) + row["cost"]
-    invoice_list = [
-        present_invoice(invoice, organization.currency)
-        for invoice in djstripe.Invoice.objects.filter(customer__subscriber=organization).order_by(
-            "-created"
-        )[:50]
-    ]
-    return page(
-        request,
-        "billing/invoices.html",
-        {
-            "invoices": invoice_list,
-            "period_start": start,
-            "period_end": end,
-            "charged": sorted(charged, key=lambda row: -row["cost"]),
-            "charged_total": sum((row["cost"] for row in charged), ZERO),
-            "paid_otherwise": sorted(paid_otherwise.items()),
-        },
-    )
-
-
-def present_invoice(invoice, default_currency: str) -> dict:
-    """What the invoices page shows of a Stripe invoice (amounts arrive in minor units)."""
-    data = invoice.stripe_data or {}
-    currency = (data.get("currency") or default_currency).upper()
-    return {
-        "number": data.get("number") or invoice.id,
-        "period_start": _timestamp(data.get("period_start")),
-        "period_end": _timestamp(data.get("period_end")),
-        "total": from_minor_units(int(data.get("total") or 0), currency),
-        "amount_due": from_minor_units(int(data.get("amount_due") or 0), currency),
-        "currency": currency,
-        "status": data.get("status") or "",
-        "hosted_invoice_url": data.get("hosted_invoice_url") or "",
-        "invoice_pdf": data.get("invoice_pdf") or "",
-    }
 
 
 # --- API keys and members (owners) --------------------------------------------------------

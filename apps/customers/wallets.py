@@ -16,11 +16,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
+from apps.core import hot_rows, pg_array
+from apps.core.errors import PortalError
+from apps.core.rows import unsaved
 from apps.customers.models import CreditEntry, CreditGrant, Organization, Wallet, WalletEntry
 from apps.pricing.models import BillingMethod
-from billing_portal import hot_rows, pg_array
-from billing_portal.errors import PortalError
-from billing_portal.rows import unsaved
 
 ZERO = Decimal(0)
 

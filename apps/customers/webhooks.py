@@ -27,10 +27,10 @@ from djstripe.settings import djstripe_settings
 from djstripe.signals import WEBHOOK_SIGNALS
 from djstripe.views import ProcessWebhookView
 
+from apps.core import metrics, stripe_gateway
 from apps.customers import billing, wallets
 from apps.customers.wallets import InsufficientWalletBalance
 from apps.pricing.cost_engine import from_minor_units
-from billing_portal import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def on_checkout_completed(sender, event, **kwargs) -> None:
 def on_charge_refunded(sender, event, **kwargs) -> None:
     """A refunded wallet top-up takes the refunded amount back out of the wallet, once per
     Stripe refund."""
-    key = billing.api_key()
+    key = stripe_gateway.api_key()
     obj = _object(event)
     charge_id = obj["id"] if obj.get("object") == "charge" else _id(obj.get("charge"))
     charge = stripe.Charge.retrieve(charge_id, api_key=key, expand=["refunds"])

@@ -11,11 +11,11 @@ from django.utils import timezone
 from import_export.admin import ImportExportModelAdmin
 from import_export.formats.base_formats import CSV, XLSX
 
+from apps.core.admin_actions import AuditedAdmin
 from apps.pricing import services
 from apps.pricing.forms import CostPreviewForm
 from apps.pricing.models import IncludedQuota, Plan, PriceRule, PriceTier, Product, ServiceType
 from apps.pricing.resources import PriceRuleResource
-from billing_portal.admin_actions import AuditedAdmin
 
 
 class CatalogAdmin(admin.ModelAdmin):

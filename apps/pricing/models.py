@@ -11,9 +11,9 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from apps.core.audit import history_user
 from apps.pricing.cost_engine import PricingModel
 from apps.pricing.currencies import CURRENCY_CHOICES
-from billing_portal.audit import history_user
 
 code_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9._-]*$", "Lower-case letters, digits, dots, dashes and underscores."

@@ -19,11 +19,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Q
 
+from apps.core.generations import Generation, GenerationMemo
 from apps.pricing import cost_engine as engine
 from apps.pricing.cost_engine import CostBreakdown, Terms, Tier
 from apps.pricing.errors import InvalidUsage, PriceNotConfigured, ProductNotFound
 from apps.pricing.models import IncludedQuota, Plan, PriceRule, Product
-from billing_portal.generations import Generation, GenerationMemo
 
 logger = logging.getLogger(__name__)
 

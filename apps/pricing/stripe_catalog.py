@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import stripe
 from django.conf import settings
 from djstripe import models as djstripe
-from djstripe.settings import djstripe_settings
 
+from apps.core.stripe_gateway import api_key
 from apps.pricing.cost_engine import to_minor_units
 from apps.pricing.currencies import minor_units
 from apps.pricing.models import Plan, Product
@@ -57,14 +57,6 @@ def metered_lookup_key(product_code: str, currency: str) -> str:
 
 def meter_event_name(product: Product) -> str:
     return "bp_" + re.sub(r"[^a-z0-9_]", "_", product.code.lower())[:90]
-
-
-def api_key() -> str:
-    if not settings.STRIPE_ENABLED:
-        from apps.customers.errors import StripeNotConfigured
-
-        raise StripeNotConfigured()
-    return djstripe_settings.STRIPE_SECRET_KEY
 
 
 def steps() -> list[Plan | Product]:

@@ -1,6 +1,14 @@
 from django import forms
 from django.contrib import admin
 
+from apps.core.admin_actions import (
+    AuditedAdmin,
+    EstimatedCountPaginator,
+    ReadOnlyAdmin,
+    ReasonForm,
+    confirm_and_apply,
+    export_as_csv,
+)
 from apps.customers.models import Organization
 from apps.pricing.models import ServiceType
 from apps.usage import services
@@ -14,14 +22,6 @@ from apps.usage.models import (
     StripeUsageReport,
     UsageCounter,
     UsageEvent,
-)
-from billing_portal.admin_actions import (
-    AuditedAdmin,
-    EstimatedCountPaginator,
-    ReadOnlyAdmin,
-    ReasonForm,
-    confirm_and_apply,
-    export_as_csv,
 )
 
 

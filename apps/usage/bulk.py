@@ -13,7 +13,7 @@ from functools import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
 
-from billing_portal import hot_rows, rows
+from apps.core import hot_rows, rows
 
 COPY_THRESHOLD = 20  # fewer rows: one plain INSERT is as quick
 

@@ -12,11 +12,11 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from apps.core.progress import progress
 from apps.customers.models import Organization
 from apps.pricing.models import Product
 from apps.usage import ingestion
 from apps.usage.models import Meter, UsageEvent
-from billing_portal.progress import progress
 
 DAYS = 27  # inside the 30 days ingestion accepts
 USERS = ["user123", "alice", "bob", "carol", "dave", "eve", "frank"]

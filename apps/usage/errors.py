@@ -1,9 +1,9 @@
 """Errors of the usage domain, each with its stable code."""
 
 from apps.budgets.errors import BudgetExceeded
+from apps.core.errors import PortalError
 from apps.customers.wallets import InsufficientCredits, InsufficientWalletBalance
 from apps.pricing.errors import InvalidUsage, PriceNotConfigured, ProductNotFound
-from billing_portal.errors import PortalError
 
 __all__ = [
     "BatchTooLarge",

@@ -32,6 +32,9 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from apps.budgets.enforcement import Reservations
+from apps.core import hot_rows, period_lock, pg_array, prepared
+from apps.core.errors import PortalError
+from apps.core.rows import link, unsaved
 from apps.customers.models import ApiKey, Organization
 from apps.customers.wallets import Funds
 from apps.pricing import selectors as pricing
@@ -60,9 +63,6 @@ from apps.usage.selectors import (
     price_counter_key,
     price_depends_on_period,
 )
-from billing_portal import hot_rows, period_lock, pg_array, prepared
-from billing_portal.errors import PortalError
-from billing_portal.rows import link, unsaved
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -187,7 +187,7 @@ SPENDING_REFUSALS = {"budget_exceeded", "insufficient_wallet_balance", "insuffic
 
 
 def _count(outcomes) -> None:
-    from billing_portal import metrics
+    from apps.core import metrics
 
     for outcome in outcomes:
         reason = outcome.error.code if outcome.status == Outcome.REJECTED and outcome.error else ""
@@ -463,7 +463,7 @@ def _price_pay_and_store(
         try:
             return _store(organization, candidates, api_key, actor, now, optimistic=True)
         except _Stale:
-            from billing_portal import metrics
+            from apps.core import metrics
 
             metrics.DECIDED_AGAIN.inc()
     return _store(organization, candidates, api_key, actor, now, optimistic=False)

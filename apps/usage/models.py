@@ -12,10 +12,10 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from apps.core.audit import history_user
+from apps.core.ledger import AppendOnlyModel
 from apps.customers.models import ApiKey, Organization
 from apps.pricing.models import BillingMethod, Product
-from billing_portal.audit import history_user
-from billing_portal.ledger import AppendOnlyModel
 
 QUANTITY = {"max_digits": 28, "decimal_places": 12}
 AMOUNT = {"max_digits": 28, "decimal_places": 12}

@@ -13,10 +13,10 @@ from django.db.models import Count, F, Sum
 from django.http import HttpResponse
 from django.utils import timezone
 
+from apps.core.csv_stream import safe_cell
 from apps.pricing.models import BillingMethod
 from apps.usage.books import check_books
 from apps.usage.models import BillingRecord, BillingStatus, DailyUsage, Statement
-from billing_portal.csv_stream import safe_cell
 
 ZERO = Decimal(0)
 COLUMNS = ["section", "item", "currency", "amount", "count"]

@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core import period_lock
 from apps.customers import wallets
 from apps.customers.models import CreditEntry, Organization
 from apps.customers.wallets import Funds
@@ -25,7 +26,6 @@ from apps.usage.errors import (
 )
 from apps.usage.ingestion import bump_daily_usage
 from apps.usage.models import BillingEvent, BillingRecord, BillingStatus
-from billing_portal import period_lock
 
 S = BillingStatus
 ALLOWED = {

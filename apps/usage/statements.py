@@ -12,7 +12,7 @@ second worker, serialised by the organisation's row lock) resumes after the last
 
 1. **freeze**: the statement row exists for (organisation, period start); records
    created after ``frozen_at`` for this period are late and go to the next statement.
-   The freeze takes the organisation's period lock exclusively (``billing_portal.period_lock``),
+   The freeze takes the organisation's period lock exclusively (``apps.core.period_lock``),
    so every write stamped at or before it has committed and every later one is stamped
    after it;
 2. **build**: lines from the frozen billing records (their per-dimension breakdown);
@@ -42,6 +42,8 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from apps.core import period_lock, stripe_gateway
+from apps.core.errors import PortalError
 from apps.customers.models import Organization, SubscriptionStatus
 from apps.pricing import selectors as pricing_selectors
 from apps.pricing.cost_engine import (
@@ -62,8 +64,6 @@ from apps.usage.models import (
     StatementLine,
 )
 from apps.usage.sums import exact_sum, exact_sums
-from billing_portal import period_lock
-from billing_portal.errors import PortalError
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -406,7 +406,7 @@ def close_period(*, organization: Organization, period_start: datetime, period_e
     if earlier is not None:
         # Late usage and refunds are carried in order: an earlier close comes first.
         raise EarlierPeriodOpen(details={"period_start": earlier.period_start.isoformat()})
-    from billing_portal import metrics
+    from apps.core import metrics
 
     statement = _open(organization, period_start, period_end)
     try:
@@ -598,7 +598,7 @@ def _push(statement: Statement) -> None:
     from apps.customers import billing
     from apps.usage import stripe_usage
 
-    if not billing.enabled():
+    if not stripe_gateway.enabled():
         statement.push_method = "none"
         return
     customer = billing.customer_of(statement.organization)
@@ -625,7 +625,7 @@ def _push(statement: Statement) -> None:
         return
     from apps.pricing.cost_engine import to_minor_units
 
-    key = billing.api_key()
+    key = stripe_gateway.api_key()
     # Stripe keeps an idempotency key for a day: a retry later than that finds the item
     # by the statement it names instead of creating a second one.
     for existing in stripe.InvoiceItem.list(api_key=key, customer=customer.id,
@@ -646,10 +646,10 @@ def _push(statement: Statement) -> None:
 
 
 def _notify_soon(statement_id: int) -> None:
-    from apps.usage.tasks import send_statement
+    from celery import current_app
 
-    try:
-        send_statement.delay(statement_id)
+    try:  # by the task's name: tasks call the close, never the reverse
+        current_app.tasks["apps.usage.tasks.send_statement"].delay(statement_id)
     except Exception:  # eager (in-process) and failed: not stamped, the next close retries
         logger.warning("Statement %s email failed; the next run of the close retries it",
                        statement_id)  # fmt: skip
@@ -740,9 +740,9 @@ def statement_email(statement_id: int):
     from django.core.mail import EmailMultiAlternatives
     from django.template.loader import render_to_string
 
+    from apps.core import charts
+    from apps.core.csv_stream import safe_cell
     from apps.customers.templatetags.billing import money
-    from billing_portal import charts
-    from billing_portal.csv_stream import safe_cell
 
     statement = Statement.objects.select_related("organization", "plan").get(pk=statement_id)
     lines = list(statement.lines.select_related("product"))

@@ -18,11 +18,11 @@ from django.db import transaction
 from djstripe import models as djstripe
 from djstripe.signals import WEBHOOK_SIGNALS
 
+from apps.core import period_lock
 from apps.customers import billing
 from apps.pricing.models import BillingMethod
 from apps.usage import services
 from apps.usage.models import BillingRecord, BillingStatus
-from billing_portal import period_lock
 
 logger = logging.getLogger(__name__)
 

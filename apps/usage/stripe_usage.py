@@ -36,6 +36,7 @@ from django.db.models import Exists, OuterRef, Q, Sum
 from django.utils import timezone
 from djstripe import models as djstripe
 
+from apps.core import stripe_gateway
 from apps.customers import billing
 from apps.pricing.models import BillingMethod, Product
 from apps.pricing.periods import midnight
@@ -201,7 +202,7 @@ def _send(organization, customer_id, product, day, segment: Segment, before, val
     timestamp = int(min(segment.stamp, now - timedelta(seconds=1)).timestamp())
     try:
         stripe.billing.MeterEvent.create(
-            api_key=billing.api_key(),
+            api_key=stripe_gateway.api_key(),
             event_name=product.stripe_meter_event_name,
             identifier=identifier,
             timestamp=timestamp,

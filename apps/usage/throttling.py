@@ -16,7 +16,7 @@ from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
 from django.core.cache.backends.redis import RedisCache
 from rest_framework.throttling import BaseThrottle
 
-from billing_portal import monitoring
+from apps.customers import key_stats
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class ApiKeyRateThrottle(BaseThrottle):
 
 def _count(key: str, timeout: int, *, request=None, key_id: int | None = None) -> int:
     """Adds one to the window's counter and returns it. On Redis the same round trip adds
-    the request to its key's hourly counts (``monitoring``), which then need none."""
+    the request to its key's hourly counts (``key_stats``), which then need none."""
     backend = caches[DEFAULT_CACHE_ALIAS]
     if isinstance(backend, RedisCache):
         full_key = backend.make_and_validate_key(key)
@@ -69,7 +69,7 @@ def _count(key: str, timeout: int, *, request=None, key_id: int | None = None) -
             pipe.set(full_key, 0, ex=timeout, nx=True)
             pipe.incr(full_key)
             if request is not None and key_id is not None:
-                monitoring.queue_key_counts(pipe, backend, [f"{key_id}:r"])
+                key_stats.queue_key_counts(pipe, backend, [f"{key_id}:r"])
             count = int(pipe.execute()[1])
         if request is not None and key_id is not None:
             request._request.key_request_counted = True

@@ -10,6 +10,8 @@ from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from apps.core import charts
+from apps.core.csv_stream import streaming_csv
 from apps.customers.access import member_view
 from apps.customers.templatetags.billing import money, quantity
 from apps.customers.views import page
@@ -17,8 +19,6 @@ from apps.pricing.cost_engine import format_quantity
 from apps.pricing.models import Product, ServiceType
 from apps.pricing.periods import local_day
 from apps.usage import selectors
-from billing_portal import charts
-from billing_portal.csv_stream import streaming_csv
 
 ZERO = Decimal(0)
 MAX_DAYS = 366

@@ -8,10 +8,10 @@ from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 
 from apps.budgets.models import Budget
+from apps.core import staff
 from apps.customers import wallets
 from apps.customers.models import CreditGrant, Organization
 from apps.pricing.models import Plan
-from billing_portal import staff
 from tests.admin.test_staff_groups import member_of
 from tests.customers.factories import UserFactory
 from tests.pages.conftest import signed_in

@@ -7,8 +7,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from apps.core.admin_actions import EstimatedCountPaginator
 from apps.usage.ingestion import EventInput, ingest
-from billing_portal.admin_actions import EstimatedCountPaginator
 
 pytestmark = pytest.mark.django_db
 

@@ -9,11 +9,11 @@ from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 
 from apps.budgets.models import Budget, BudgetPeriod
+from apps.core import staff
 from apps.customers import wallets
 from apps.customers.models import Organization
 from apps.usage.ingestion import EventInput, ingest
 from apps.usage.models import BillingRecord
-from billing_portal import staff
 from billing_portal.dashboard import dashboard, month_bounds
 from tests.admin.test_staff_groups import member_of
 from tests.clock import travel

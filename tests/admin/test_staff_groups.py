@@ -12,10 +12,10 @@ from django.test import Client
 from django.utils import timezone
 
 from apps.budgets.models import Alert, AlertDelivery, Budget, BudgetPeriod, NotificationChannel
+from apps.core import staff
 from apps.customers import wallets
 from apps.customers.models import CreditGrant, Wallet, WalletEntry
 from apps.usage.ingestion import EventInput, ingest
-from billing_portal import staff
 
 pytestmark = pytest.mark.django_db
 

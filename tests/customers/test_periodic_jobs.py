@@ -5,8 +5,8 @@ import pytest
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from apps.core import schedules
 from apps.customers import tasks, wallets
-from billing_portal import schedules
 
 pytestmark = pytest.mark.django_db
 

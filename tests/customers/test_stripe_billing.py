@@ -357,7 +357,7 @@ def test_the_customer_portal_link_comes_from_stripe(fake_stripe, organization):
 
 
 def test_without_stripe_keys_payments_say_they_are_not_configured(settings, organization):
-    from apps.customers.errors import StripeNotConfigured
+    from apps.core.stripe_gateway import StripeNotConfigured
 
     settings.STRIPE_ENABLED = False
     with pytest.raises(StripeNotConfigured):

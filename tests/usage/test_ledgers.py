@@ -8,12 +8,12 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from apps.core.ledger import AppendOnlyViolation
 from apps.customers import wallets
 from apps.customers.models import CreditEntry, CreditGrant, Wallet, WalletEntry
 from apps.usage import services
 from apps.usage.ingestion import EventInput, fingerprint, ingest
 from apps.usage.models import BillingEvent
-from billing_portal.ledger import AppendOnlyViolation
 
 pytestmark = pytest.mark.django_db
 

@@ -16,13 +16,13 @@ def create_groups(apps, schema_editor):
         finally:
             app_config.models_module = original
 
-    from billing_portal import staff
+    from apps.core import staff
 
     staff.apply(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
 
 
 def remove_groups(apps, schema_editor):
-    from billing_portal import staff
+    from apps.core import staff
 
     apps.get_model("auth", "Group").objects.filter(
         name__in=[staff.FINANCE, staff.SUPPORT, staff.READ_ONLY]

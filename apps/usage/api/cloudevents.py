@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from apps.core import text as storable
+from apps.core.errors import PortalError
 from apps.customers.api.tenancy import organization_for_subject
 from apps.customers.models import ApiKey, Organization
 from apps.pricing.cost_engine import format_quantity
@@ -34,8 +36,6 @@ from apps.usage.errors import InvalidEvent, InvalidMeterData, UnknownEventType
 from apps.usage.ingestion import EventInput, Outcome, fingerprint, ingest
 from apps.usage.meters import active_meters_by_type
 from apps.usage.models import CLOUDEVENT_DETAILS, BillingRecord, Meter, path_keys
-from billing_portal import text as storable
-from billing_portal.errors import PortalError
 
 SPEC_VERSION = "1.0"
 MAX_TEXT = 255

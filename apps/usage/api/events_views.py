@@ -22,6 +22,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.errors import ErrorSerializer, error_payload
+from apps.core.parsers import (
+    CloudEventBatchJSONParser,
+    CloudEventJSONParser,
+    DecimalJSONParser,
+)
+from apps.core.renderers import ExactJSONRenderer
 from apps.customers.api.permissions import HasApiKeyScope
 from apps.customers.api.tenancy import SUBJECT_ERRORS, organization_for_subject
 from apps.customers.errors import OrganizationNotFound, UnknownSubject
@@ -42,14 +49,6 @@ from apps.usage.errors import (
 )
 from apps.usage.ingestion import Outcome
 from apps.usage.throttling import ApiKeyRateThrottle
-from billing_portal.errors import error_payload
-from billing_portal.parsers import (
-    CloudEventBatchJSONParser,
-    CloudEventJSONParser,
-    DecimalJSONParser,
-)
-from billing_portal.renderers import ExactJSONRenderer
-from billing_portal.schema import ErrorSerializer
 
 ZERO = Decimal(0)
 BATCH_MEDIA_TYPE = CloudEventBatchJSONParser.media_type

@@ -13,13 +13,13 @@ from decimal import Decimal, InvalidOperation
 
 from django.utils.dateparse import parse_datetime
 
+from apps.core import text
 from apps.pricing.api.fields import MAX_QUANTITY
 from apps.pricing.errors import InvalidUsage
 from apps.pricing.models import BillingMethod
 from apps.usage.errors import EventInFuture, EventTooOld, InvalidIdempotencyKey
 from apps.usage.ingestion import EventInput, fingerprint
 from apps.usage.models import CLOUDEVENT_DETAILS
-from billing_portal import text
 
 MAX_KEY_LENGTH = 255
 MAX_PLACES = 12

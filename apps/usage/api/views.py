@@ -11,6 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core import text
+from apps.core.errors import ErrorSerializer, PortalError, error_payload
 from apps.customers import wallets
 from apps.customers.api.permissions import HasApiKeyScope
 from apps.customers.api.tenancy import ORGANIZATION_ERRORS, organization_for_request
@@ -22,9 +24,6 @@ from apps.usage.api.presenters import BillingRecordSerializer, present_balances,
 from apps.usage.errors import RECORDING_ERRORS, BatchTooLarge
 from apps.usage.ingestion import Outcome, ingest
 from apps.usage.throttling import ApiKeyRateThrottle
-from billing_portal import text
-from billing_portal.errors import PortalError, error_payload
-from billing_portal.schema import ErrorSerializer
 
 MAX_BATCH = 1000
 IDEMPOTENCY_HEADER = OpenApiParameter(

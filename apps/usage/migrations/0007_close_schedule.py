@@ -2,7 +2,7 @@ from django.db import migrations
 
 
 def install_schedules(apps, schema_editor):
-    from billing_portal import schedules
+    from apps.core import schedules
 
     schedules.install(
         schedules.MONTHLY_CLOSE,

@@ -1,10 +1,10 @@
 """Creates the staff groups (finance, support, read-only) or sets their permissions back
-to their definition (``billing_portal/staff.py``); run after new models or permissions."""
+to their definition (``apps/core/staff.py``); run after new models or permissions."""
 
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
 
-from billing_portal import staff
+from apps.core import staff
 
 
 class Command(BaseCommand):

@@ -4,10 +4,11 @@ nothing."""
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core import stripe_gateway
+from apps.core.errors import PortalError
+from apps.core.progress import progress
 from apps.pricing import stripe_catalog
 from apps.pricing.services import invalidate_pricing_cache
-from billing_portal.errors import PortalError
-from billing_portal.progress import progress
 
 
 class Command(BaseCommand):
@@ -17,7 +18,7 @@ class Command(BaseCommand):
         report = stripe_catalog.SyncReport()
         items = stripe_catalog.steps()
         try:
-            stripe_catalog.api_key()
+            stripe_gateway.api_key()
             for item in progress(items, len(items), self.stdout.write, "plans and products"):
                 stripe_catalog.sync_one(item, report)
         except PortalError as error:

@@ -15,12 +15,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.budgets.models import Budget, BudgetPeriod
+from apps.core.progress import progress
 from apps.customers import wallets
 from apps.customers.models import Organization
 from apps.pricing.demo import seed_catalog
 from apps.pricing.models import Product
 from apps.pricing.periods import MONTH, period_bounds
-from billing_portal.progress import progress
 
 CHUNK = 50_000
 

@@ -1,4 +1,6 @@
-"""The pricing API: calculate (seed 003), the price sheet, and estimates."""
+"""The pricing API: calculate (seed 003), the price sheet, and estimates. Above the
+catalog (``apps.pricing``), since calculate and estimate price where the organisation
+stands in its periods, as recording the same usage would."""
 
 from __future__ import annotations
 
@@ -35,14 +37,13 @@ from apps.pricing.api.presenters import (
 from apps.pricing.cost_engine import format_amount, format_quantity
 from apps.pricing.errors import PriceNotConfigured, ProductNotFound
 from apps.pricing.models import Product
+from apps.usage.selectors import period_position
 
 
 def quote_at_position(*, organization, **described) -> selectors.Quote:
     """The quote of ``described`` usage priced where the organisation stands in its periods
     (inclusions used, tiers reached), as recording the same usage now would price it:
     calculate and estimate answer what record charges."""
-    from apps.usage.selectors import period_position
-
     quote = selectors.quote_usage(**described)
     period_to_date, included_used = period_position(
         organization=organization,

@@ -16,6 +16,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
+from rest_framework import serializers
 from rest_framework.response import Response
 
 logger = logging.getLogger(__name__)
@@ -97,3 +98,17 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, drf.Throttled) and exc.wait is not None:
         details = {"retry_after_seconds": headers["Retry-After"]}
     return Response(error_payload(code, message, details), status=exc.status_code, headers=headers)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error answer: its `code`, `message` and `details` (as in each event a batch
+    refuses)."""
+
+    class BodySerializer(serializers.Serializer):
+        code = serializers.CharField(help_text="Stable and machine-readable: `budget_exceeded`.")
+        message = serializers.CharField(help_text="For people; may change.")
+        details = serializers.DictField(
+            help_text="Field errors (`fields`), or the figures a client needs to act."
+        )
+
+    error = BodySerializer()

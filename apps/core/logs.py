@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 
-from billing_portal import request_id
+from apps.core import request_id
 
 MASK = "[redacted]"
 _SECRETS = [
@@ -87,8 +87,8 @@ def config(*, json: bool, level: str) -> dict:
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {
-            "request_id": {"()": "billing_portal.logs.RequestIdFilter"},
-            "redact": {"()": "billing_portal.logs.RedactFilter"},
+            "request_id": {"()": "apps.core.logs.RequestIdFilter"},
+            "redact": {"()": "apps.core.logs.RedactFilter"},
         },
         "formatters": {"main": formatter},
         "handlers": {

@@ -11,12 +11,12 @@ from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 from rest_framework.utils.json import strict_constant
 
-from billing_portal import text
+from apps.core import text
 
 
 class DecimalJSONParser(JSONParser):
     """Also refuses, as a validation error naming the field, a string the database cannot
-    store (``billing_portal.text``), unless the view checks each event of a batch itself
+    store (``apps.core.text``), unless the view checks each event of a batch itself
     (``checks_text_per_event``: one bad event must not sink its siblings)."""
 
     def parse(self, stream, media_type=None, parser_context=None):

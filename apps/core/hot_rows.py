@@ -22,7 +22,7 @@ from typing import Any
 
 from django.db import connection
 
-from billing_portal import prepared
+from apps.core import prepared
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.pricing.api import views
+from apps.usage.api import pricing_views as views
 
 urlpatterns = [
     path("billing/calculate", views.CalculateApi.as_view(), name="billing-calculate"),

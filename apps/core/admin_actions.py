@@ -15,7 +15,7 @@ from django.template.response import TemplateResponse
 from django.utils.functional import cached_property
 from simple_history.admin import SimpleHistoryAdmin
 
-from billing_portal.errors import PortalError
+from apps.core.errors import PortalError
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -125,7 +125,7 @@ def export_as_csv(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: 
     million rows never sits in memory. (Select all, then this action, exports the whole
     filtered list.) Offered on the lists of records, ledgers, budgets and organisations,
     not where a row holds a secret (API keys, alert targets, Stripe's keys)."""
-    from billing_portal.csv_stream import streaming_csv
+    from apps.core.csv_stream import streaming_csv
 
     meta = modeladmin.model._meta
     names = [field.attname for field in meta.concrete_fields]
