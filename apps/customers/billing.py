@@ -206,7 +206,7 @@ def change_plan(organization: Organization, plan: Plan) -> None:
     )
     items = [
         {"id": item["id"], "price": plan.stripe_price_id}
-        for item in _items(subscription.stripe_data)
+        for item in subscription_items(subscription.stripe_data)
         if item["price"]["id"] in base_prices
     ] or [{"price": plan.stripe_price_id, "quantity": 1}]
     updated = stripe.Subscription.modify(
@@ -243,7 +243,8 @@ def _live_subscription(organization: Organization) -> djstripe.Subscription:
     return subscription
 
 
-def _items(data: dict) -> list[dict]:
+def subscription_items(data: dict) -> list[dict]:
+    """The items of a subscription as Stripe sends it (none when it has none)."""
     return ((data or {}).get("items") or {}).get("data") or []
 
 
@@ -270,7 +271,7 @@ def _apply_subscription(organization: Organization) -> Organization:
     status = data.get("status", "")
     plan = organization.plan
     if status in LIVE_STATUSES:
-        prices = [item["price"]["id"] for item in _items(data)]
+        prices = [item["price"]["id"] for item in subscription_items(data)]
         plan = Plan.objects.filter(stripe_price_id__in=prices).first() or plan
     elif status:
         plan = None  # ended: back to the default plan
@@ -312,7 +313,7 @@ def subscription_summary(organization: Organization) -> dict:
     if subscription is None:
         return {"status": "", "subscription_id": None}
     data = subscription.stripe_data or {}
-    items = _items(data)
+    items = subscription_items(data)
     period_start = data.get("current_period_start") or (
         items[0].get("current_period_start") if items else None
     )

@@ -607,7 +607,7 @@ def _push(statement: Statement) -> None:
         return
     subscription = billing.current_subscription(statement.organization)
     metered = set(billing.metered_price_ids(statement.currency))
-    items = billing._items(subscription.stripe_data) if subscription else []
+    items = billing.subscription_items(subscription.stripe_data) if subscription else []
     if metered & {item["price"]["id"] for item in items}:
         products = {p.pk: p for p in Product.objects.exclude(stripe_meter_event_name="")}
         run = stripe_usage.RunReport()
