@@ -76,7 +76,7 @@ def test_production_logs_are_json_lines_with_the_request_id_and_no_secrets():
     raw = "bp_org_AbCdEf12_" + "q" * 40
     result = manage(
         "shell", "-c",
-        "import logging; from billing_portal import request_id; request_id.bind('rid-7'); "
+        "import logging; from apps.core import request_id; request_id.bind('rid-7'); "
         f"logging.getLogger('billing_portal.x').warning('key %s used', '{raw}')",
         **PRODUCTION,
     )  # fmt: skip
