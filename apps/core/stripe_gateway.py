@@ -6,8 +6,12 @@ without Stripe refuses the same way everywhere."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
+from djstripe import models as djstripe
 from djstripe.settings import djstripe_settings
+from djstripe.signals import WEBHOOK_SIGNALS
 
 from apps.core.errors import PortalError
 
@@ -27,3 +31,21 @@ def api_key() -> str:
     if not enabled():
         raise StripeNotConfigured()
     return djstripe_settings.STRIPE_SECRET_KEY
+
+
+def on_events(*event_types: str) -> Callable:
+    """Connects the decorated handler to dj-stripe's signal of each of ``event_types``
+    (``handler(sender, event, **kwargs)``). It runs after dj-stripe's own processing, in the
+    same transaction as the event's row, once per event id. Each app keeps its handlers in
+    its ``receivers.py``, which its ``AppConfig.ready`` imports."""
+
+    def connect(handler: Callable) -> Callable:
+        for event_type in event_types:
+            WEBHOOK_SIGNALS[event_type].connect(
+                handler,
+                sender=djstripe.Event,
+                dispatch_uid=f"{handler.__module__}.{handler.__name__}:{event_type}",
+            )
+        return handler
+
+    return connect

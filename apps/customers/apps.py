@@ -12,7 +12,7 @@ class CustomersConfig(AppConfig):
 
         if settings.STRIPE_API_BASE != stripe.DEFAULT_API_BASE:
             stripe.api_base = stripe.meter_events_api_base = settings.STRIPE_API_BASE
-        from apps.customers import signals, webhooks  # noqa: F401
+        from apps.customers import receivers, signals  # noqa: F401
 
         _keep_djstripe_callback_check_without_its_deprecation()
 

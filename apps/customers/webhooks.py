@@ -6,8 +6,9 @@ adds what it leaves open (a timestamp from the future, a test-mode event at a li
 endpoint) and hands each accepted delivery to ``process_webhook``, retried with
 exponential backoff. dj-stripe processes an event id once — also when two workers get it
 at once (the event row is unique and written in the same transaction as every effect) —
-and re-fetches the object from Stripe, and our handlers re-fetch what they act on, so late
-and out-of-order deliveries apply Stripe's current state, never an older one.
+and re-fetches the object from Stripe, and our handlers (each app's ``receivers.py``)
+re-fetch what they act on, so late and out-of-order deliveries apply Stripe's current
+state, never an older one.
 """
 
 from __future__ import annotations
@@ -24,13 +25,9 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from djstripe import models as djstripe
 from djstripe.settings import djstripe_settings
-from djstripe.signals import WEBHOOK_SIGNALS
 from djstripe.views import ProcessWebhookView
 
-from apps.core import metrics, stripe_gateway
-from apps.customers import billing, wallets
-from apps.customers.wallets import InsufficientWalletBalance
-from apps.pricing.cost_engine import from_minor_units
+from apps.core import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -160,104 +157,3 @@ def process_pending_webhooks() -> int:
     for trigger_id in pending:
         process_webhook.delay(trigger_id)
     return len(pending)
-
-
-# --- our handlers (after dj-stripe's own, in the same transaction as the event row) ----------
-
-
-def _receiver(*event_types):
-    def connect(handler):
-        for event_type in event_types:
-            WEBHOOK_SIGNALS[event_type].connect(
-                handler, sender=djstripe.Event, dispatch_uid=f"{handler.__name__}:{event_type}"
-            )
-        return handler
-
-    return connect
-
-
-def _object(event) -> dict:
-    return (event.data or {}).get("object") or {}
-
-
-@_receiver(
-    "customer.subscription.created",
-    "customer.subscription.updated",
-    "customer.subscription.deleted",
-    "customer.subscription.trial_will_end",
-    "customer.subscription.paused",
-    "customer.subscription.resumed",
-)
-def on_subscription(sender, event, **kwargs) -> None:
-    data = _object(event)
-    organization = billing.organization_for_customer(_id(data.get("customer")))
-    if organization is None:
-        logger.warning("Stripe event %s: subscription of an unknown customer", event.id)
-        return
-    billing.follow_subscription(organization, data["id"])
-
-
-@_receiver("checkout.session.completed", "checkout.session.async_payment_succeeded")
-def on_checkout_completed(sender, event, **kwargs) -> None:
-    # dj-stripe's own handler (connected first: djstripe precedes our apps) has just
-    # re-fetched the session from Stripe and stored it in this transaction.
-    session = djstripe.Session.objects.get(id=_object(event)["id"]).stripe_data
-    metadata = session.get("metadata") or {}
-    organization = billing.organization_for_customer(_id(session.get("customer")))
-    if organization is None:
-        logger.warning("Stripe event %s: Checkout of an unknown customer", event.id)
-        return
-    if metadata.get("kind") == billing.TOP_UP:
-        if session.get("payment_status") != "paid":
-            return  # an asynchronous payment: credited on async_payment_succeeded
-        amount = from_minor_units(session["amount_total"], session["currency"])
-        wallets.top_up_wallet(
-            organization=organization,
-            amount=amount,
-            actor="stripe",
-            reason="Wallet top-up through Stripe Checkout",
-            reference=session["id"],
-        )
-    elif session.get("subscription"):
-        billing.follow_subscription(organization, _id(session["subscription"]))
-
-
-@_receiver("charge.refunded", "charge.refund.updated")
-def on_charge_refunded(sender, event, **kwargs) -> None:
-    """A refunded wallet top-up takes the refunded amount back out of the wallet, once per
-    Stripe refund."""
-    key = stripe_gateway.api_key()
-    obj = _object(event)
-    charge_id = obj["id"] if obj.get("object") == "charge" else _id(obj.get("charge"))
-    charge = stripe.Charge.retrieve(charge_id, api_key=key, expand=["refunds"])
-    intent_id = _id(charge.get("payment_intent"))
-    if not intent_id:
-        return
-    intent = stripe.PaymentIntent.retrieve(intent_id, api_key=key)
-    if (intent.get("metadata") or {}).get("kind") != billing.TOP_UP:
-        return
-    organization = billing.organization_for_customer(_id(charge.get("customer")))
-    if organization is None:
-        return
-    for refund in (charge.get("refunds") or {}).get("data") or []:
-        if refund.get("status") != "succeeded":
-            continue
-        try:
-            wallets.adjust_wallet(
-                organization=organization,
-                amount=-from_minor_units(refund["amount"], charge["currency"]),
-                actor="stripe",
-                reason="Wallet top-up refunded in Stripe",
-                reference=f"stripe-refund:{refund['id']}",
-            )
-        except InsufficientWalletBalance:
-            logger.error(
-                "Refund %s of a top-up exceeds what is left in %s's wallet; finance must "
-                "settle it", refund["id"], organization.slug,
-            )  # fmt: skip
-
-
-def _id(value) -> str | None:
-    if isinstance(value, dict):
-        return value.get("id")
-    return value

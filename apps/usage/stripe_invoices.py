@@ -16,7 +16,6 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from djstripe import models as djstripe
-from djstripe.signals import WEBHOOK_SIGNALS
 
 from apps.core import period_lock
 from apps.customers import billing
@@ -99,7 +98,3 @@ def _tell(organization, invoice, label, moved) -> None:
         )
     except Exception:
         logger.exception("Could not tell %s about the failed payment", organization.slug)
-
-
-for _type in ("invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed"):
-    WEBHOOK_SIGNALS[_type].connect(on_invoice, sender=djstripe.Event, dispatch_uid=f"usage:{_type}")
