@@ -8,7 +8,7 @@ class UsageConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.budgets import services as budgets
-        from apps.usage import receivers, selectors  # noqa: F401
+        from apps.usage import receivers, selectors, tasks  # noqa: F401  (tasks: enqueued by name)
 
         # A budget opened part-way through its period counts what the period spent so far.
         budgets.read_spent_with(selectors.spent_in_budget_scope)
