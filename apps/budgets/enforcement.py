@@ -89,6 +89,14 @@ class Reservations:
         return sorted(starts)
 
     @staticmethod
+    def active_sql(organization_id: int) -> tuple[str, list]:
+        """One column of a SELECT: whether the organisation has an active budget."""
+        return (
+            "EXISTS (SELECT 1 FROM budgets_budget WHERE organization_id = %s AND is_active)",
+            [organization_id],
+        )
+
+    @staticmethod
     def snapshot_sql(organization_id: int, starts: list[datetime]) -> tuple[str, list]:
         """Two columns of one SELECT: the active budgets and those of their periods that
         start at one of ``starts`` (by index), read without a lock (see ``from_snapshot``)."""

@@ -333,6 +333,19 @@ class Funds:
         return True
 
     @staticmethod
+    def standing_sql(organization_id: int, at: datetime) -> tuple[str, list]:
+        """Three columns of one SELECT, read without a lock: the wallet's balance and
+        overdraft limit (NULL without a wallet) and the sum of the grants usable at ``at``
+        (NULL without any): only to know whether the funds are worth locking."""
+        sql = (
+            "(SELECT balance FROM customers_wallet WHERE organization_id = %s),"
+            " (SELECT overdraft_limit FROM customers_wallet WHERE organization_id = %s),"
+            " (SELECT SUM(remaining) FROM customers_creditgrant WHERE organization_id = %s"
+            " AND remaining > 0 AND (expires_at IS NULL OR expires_at > %s))"
+        )
+        return sql, [organization_id, organization_id, organization_id, at]
+
+    @staticmethod
     def snapshot_sql(organization_id: int, at: datetime) -> tuple[str, list]:
         """Two columns of one SELECT: the wallet and the usable grants (in the lock order),
         read without a lock (see ``from_snapshot``)."""

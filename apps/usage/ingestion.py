@@ -334,19 +334,14 @@ def _standing(organization: Organization, at: datetime, counter_keys: list) -> t
         " WHERE organization_id = %s AND key = %s AND period_start = %s)"
         for _ in counter_keys
     )
-    params = [org, org, org, at, org]
+    # The other apps' columns as those apps word them (their tables are theirs).
+    funds_sql, funds_params = Funds.standing_sql(org, at)
+    budgets_sql, budgets_params = Reservations.active_sql(org)
+    params = [*funds_params, *budgets_params]
     for key, start in counter_keys:
         params += [org, key, start]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT (SELECT balance FROM customers_wallet WHERE organization_id = %s),"
-            " (SELECT overdraft_limit FROM customers_wallet WHERE organization_id = %s),"
-            " (SELECT SUM(remaining) FROM customers_creditgrant WHERE organization_id = %s"
-            " AND remaining > 0 AND (expires_at IS NULL OR expires_at > %s)),"
-            " EXISTS (SELECT 1 FROM budgets_budget WHERE organization_id = %s AND is_active)"
-            + counters,
-            params,
-        )
+        cursor.execute(f"SELECT {funds_sql}, {budgets_sql}" + counters, params)
         balance, overdraft, credits, has_budgets, *quantities = cursor.fetchone()
     return (
         _decimal(balance),
